@@ -1,0 +1,65 @@
+package room
+
+import (
+	"context"
+	"errors"
+
+	"github.com/tandem-sync/tandem/sync/wire"
+)
+
+// ErrNotFound is returned by Store.Load for a document that has neither a
+// snapshot nor any logged change.
+var ErrNotFound = errors.New("document not found")
+
+// Hash is an Automerge change hash.
+type Hash [32]byte
+
+// Change is one Automerge change as stored in a document's log: its hash and
+// its raw bytes (a change chunk, as Change.Save returns it).
+type Change struct {
+	Hash Hash
+	Data []byte
+}
+
+// StoredDoc is what the store holds for one document: the latest compacted
+// snapshot (nil if there is none yet) and the changes logged after it.
+type StoredDoc struct {
+	// Snapshot is doc.Save() output, or nil.
+	Snapshot []byte
+	// SnapshotHeads are the heads recorded with Snapshot.
+	SnapshotHeads []Hash
+	// Changes are the log entries after the snapshot, in append order.
+	Changes [][]byte
+	// LastSeq is the log sequence number of the last entry in Changes, or
+	// the sequence the snapshot covers when Changes is empty. Sequence
+	// numbers increase with every append to a document's log.
+	LastSeq int64
+}
+
+// Store is where rooms keep documents durably. Implementations live in
+// docstore/ and must pass the conformance suite in docstore/storetest.
+//
+// All methods are safe for concurrent use. Appends for one document are made
+// by one room at a time, in order.
+type Store interface {
+	// StorageID returns this store's stable storage ID (a UUIDv4 text),
+	// creating and persisting it on first use.
+	StorageID(ctx context.Context) (string, error)
+	// Load returns the document's snapshot and the changes logged after it,
+	// or ErrNotFound.
+	Load(ctx context.Context, id wire.DocID) (StoredDoc, error)
+	// Append durably adds changes to the document's log (creating the
+	// document if needed) and returns the sequence number of the last log
+	// entry. A change whose hash is already logged for the document is not
+	// stored twice. When Append returns nil, the changes survive a crash.
+	Append(ctx context.Context, id wire.DocID, changes []Change) (lastSeq int64, err error)
+	// Compact atomically replaces the document's snapshot with snapshot
+	// (whose heads are heads) and deletes the log entries with sequence
+	// numbers up to and including throughSeq.
+	Compact(ctx context.Context, id wire.DocID, snapshot []byte, heads []Hash, throughSeq int64) error
+	// Delete removes the document, its snapshot and its log. Deleting a
+	// missing document is not an error.
+	Delete(ctx context.Context, id wire.DocID) error
+	// Close releases the store's resources.
+	Close() error
+}
