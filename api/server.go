@@ -1,0 +1,126 @@
+// Package api is Tandem's HTTP surface on chi: the WebSocket endpoint for
+// automerge-repo clients (on any path, outside any request timeout), the
+// landing page, and health checks.
+package api
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/tandem-sync/tandem/sync/hub"
+	"github.com/tandem-sync/tandem/sync/room"
+)
+
+// Config tunes the HTTP surface. The zero value of each field selects its
+// default.
+type Config struct {
+	// MaxFrameBytes bounds an incoming WebSocket frame; a larger one closes
+	// the connection with 1009. Zero means 100 MiB, the official server's
+	// limit.
+	MaxFrameBytes int64
+	// PingInterval is how often each peer is pinged. Zero means 5 s.
+	PingInterval time.Duration
+	// PongTimeout is how long a ping may go unanswered before the peer is
+	// dropped. Zero means 10 s.
+	PongTimeout time.Duration
+	// Version is shown on the landing page.
+	Version string
+	// Logger receives request events. Nil discards them.
+	Logger *slog.Logger
+}
+
+// Server routes HTTP requests and WebSocket upgrades.
+type Server struct {
+	cfg      Config
+	hub      *hub.Hub
+	rooms    *room.Registry
+	log      *slog.Logger
+	router   chi.Router
+	draining atomic.Bool
+}
+
+// NewServer returns the HTTP handler for a hub and its rooms.
+func NewServer(h *hub.Hub, rooms *room.Registry, cfg Config) *Server {
+	if cfg.MaxFrameBytes <= 0 {
+		cfg.MaxFrameBytes = 100 << 20
+	}
+	if cfg.PingInterval <= 0 {
+		cfg.PingInterval = 5 * time.Second
+	}
+	if cfg.PongTimeout <= 0 {
+		cfg.PongTimeout = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, hub: h, rooms: rooms, log: cfg.Logger}
+	r := chi.NewRouter()
+	r.Get("/healthz", s.healthz)
+	r.Get("/readyz", s.readyz)
+	r.Get("/", s.home)
+	// Upgrades are accepted on any path, like the official server.
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		if isUpgrade(r) {
+			s.serveWebSocket(w, r)
+			return
+		}
+		http.NotFound(w, r)
+	})
+	s.router = r
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.ServeHTTP(w, r) }
+
+// SetDraining marks the server as shutting down: /readyz fails and new
+// WebSocket connections are refused.
+func (s *Server) SetDraining() { s.draining.Store(true) }
+
+func (s *Server) home(w http.ResponseWriter, r *http.Request) {
+	if isUpgrade(r) {
+		s.serveWebSocket(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	scheme := "ws"
+	if r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") {
+		scheme = "wss"
+	}
+	fmt.Fprintf(w, "Tandem %s is running: an Automerge sync server.\n\n", s.cfg.Version)
+	fmt.Fprintf(w, "Connect an automerge-repo client to %s://%s/\n", scheme, r.Host)
+	fmt.Fprintf(w, "  new Repo({ network: [new WebSocketClientAdapter(%q)] })\n\n", scheme+"://"+r.Host)
+	fmt.Fprintf(w, "connections: %d\nrooms in memory: %d\n", s.hub.Len(), s.rooms.Len())
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprintln(w, "ok")
+}
+
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if s.draining.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, "draining")
+		return
+	}
+	fmt.Fprintln(w, "ready")
+}
+
+func headerHas(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for _, part := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(part), token) {
+				return true
+			}
+		}
+	}
+	return false
+}

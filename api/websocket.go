@@ -1,0 +1,101 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/tandem-sync/tandem/sync/hub"
+	"github.com/tandem-sync/tandem/sync/wire"
+)
+
+// wsTransport adapts a coder/websocket connection to hub.Transport.
+type wsTransport struct {
+	c *websocket.Conn
+}
+
+func (t wsTransport) Read(ctx context.Context) (hub.FrameKind, []byte, error) {
+	typ, data, err := t.c.Read(ctx)
+	if err != nil {
+		if websocket.CloseStatus(err) != -1 || errors.Is(err, context.Canceled) {
+			return 0, nil, fmt.Errorf("%w: %v", hub.ErrTransportClosed, err)
+		}
+		return 0, nil, fmt.Errorf("websocket read: %w", err)
+	}
+	if typ == websocket.MessageText {
+		return hub.FrameText, data, nil
+	}
+	return hub.FrameBinary, data, nil
+}
+
+func (t wsTransport) Write(ctx context.Context, frame []byte) error {
+	if err := t.c.Write(ctx, websocket.MessageBinary, frame); err != nil {
+		return fmt.Errorf("websocket write: %w", err)
+	}
+	return nil
+}
+
+func (t wsTransport) Close(code wire.CloseCode, reason string) error {
+	if len(reason) > 120 { // a close frame's reason must fit in 123 bytes
+		reason = reason[:120]
+	}
+	return t.c.Close(websocket.StatusCode(code), reason)
+}
+
+// isUpgrade reports whether r asks for a WebSocket.
+func isUpgrade(r *http.Request) bool {
+	return headerHas(r.Header, "Connection", "upgrade") && headerHas(r.Header, "Upgrade", "websocket")
+}
+
+// serveWebSocket accepts an automerge-repo client on any path, as the
+// official server does, and serves it until it disconnects.
+func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		// Stock servers accept any origin; see the README's security notes.
+		InsecureSkipVerify: true,
+		CompressionMode:    websocket.CompressionDisabled,
+	})
+	if err != nil {
+		s.log.Debug("websocket accept failed", "err", err)
+		return
+	}
+	c.SetReadLimit(s.cfg.MaxFrameBytes)
+	// The request context ends when the handler returns; the connection
+	// lives on its own context, ended by the hub or the peer.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	defer cancel()
+	go s.keepAlive(ctx, c)
+	s.hub.Serve(ctx, wsTransport{c: c})
+}
+
+// keepAlive pings the peer every PingInterval and closes the connection when
+// a pong does not arrive within PongTimeout.
+func (s *Server) keepAlive(ctx context.Context, c *websocket.Conn) {
+	tick := time.NewTicker(s.cfg.PingInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, s.cfg.PongTimeout)
+		err := c.Ping(pctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Info("peer did not answer ping, closing", "err", err)
+				_ = c.Close(websocket.StatusCode(wire.CloseDeadPeer), "no pong")
+			}
+			return
+		}
+	}
+}

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is everything the binary reads from flags and the environment.
+// Every setting is a flag --name and an environment variable TANDEM_NAME;
+// the flag wins. The README's configuration table lists them.
+type Config struct {
+	Addr           string
+	DataDir        string
+	AllowAnonymous bool
+	LogLevel       slog.Level
+	LogFormat      string
+	PeerID         string
+	MaxFrameBytes  int64
+	QueueSize      int
+	IdleTimeout    time.Duration
+	PingInterval   time.Duration
+	PongTimeout    time.Duration
+	CompactChanges int64
+	DrainTimeout   time.Duration
+}
+
+// parseConfig reads flags (args) over environment variables (getenv).
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	env := func(name, def string) string {
+		if v := getenv("TANDEM_" + name); v != "" {
+			return v
+		}
+		return def
+	}
+	addrDefault := "127.0.0.1:3030"
+	if p := getenv("PORT"); p != "" {
+		addrDefault = "127.0.0.1:" + p
+	}
+
+	var c Config
+	var logLevel string
+	fs := flag.NewFlagSet("tandem", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.Addr, "addr", env("ADDR", addrDefault), "listen address host:port (env TANDEM_ADDR; PORT sets only the port)")
+	fs.StringVar(&c.DataDir, "data-dir", env("DATA_DIR", "./tandem-data"), "directory of the embedded SQLite store")
+	fs.StringVar(&logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", env("LOG_FORMAT", "text"), "text or json")
+	fs.StringVar(&c.PeerID, "peer-id", env("PEER_ID", defaultPeerID()), "the server's automerge-repo peer ID")
+	var err error
+	boolFlag := func(p *bool, name, envName, usage string) {
+		v, perr := strconv.ParseBool(env(envName, "false"))
+		if perr != nil {
+			err = errors.Join(err, fmt.Errorf("TANDEM_%s: %w", envName, perr))
+		}
+		fs.BoolVar(p, name, v, usage)
+	}
+	intFlag := func(p *int64, name, envName string, def int64, usage string) {
+		v, perr := strconv.ParseInt(env(envName, strconv.FormatInt(def, 10)), 10, 64)
+		if perr != nil {
+			err = errors.Join(err, fmt.Errorf("TANDEM_%s: %w", envName, perr))
+		}
+		fs.Int64Var(p, name, v, usage)
+	}
+	durFlag := func(p *time.Duration, name, envName string, def time.Duration, usage string) {
+		v, perr := time.ParseDuration(env(envName, def.String()))
+		if perr != nil {
+			err = errors.Join(err, fmt.Errorf("TANDEM_%s: %w", envName, perr))
+		}
+		fs.DurationVar(p, name, v, usage)
+	}
+	var queue int64
+	boolFlag(&c.AllowAnonymous, "allow-anonymous", "ALLOW_ANONYMOUS", "allow anonymous clients when listening beyond loopback")
+	intFlag(&c.MaxFrameBytes, "max-frame-bytes", "MAX_FRAME_BYTES", 100<<20, "largest WebSocket frame accepted")
+	intFlag(&queue, "queue-size", "QUEUE_SIZE", 1024, "outbound messages queued per peer before it is dropped as slow")
+	intFlag(&c.CompactChanges, "compact-changes", "COMPACT_CHANGES", 1000, "logged changes per document that trigger compaction")
+	durFlag(&c.IdleTimeout, "idle-timeout", "IDLE_TIMEOUT", time.Minute, "how long a room without peers stays in memory")
+	durFlag(&c.PingInterval, "ping-interval", "PING_INTERVAL", 5*time.Second, "keepalive ping interval")
+	durFlag(&c.PongTimeout, "pong-timeout", "PONG_TIMEOUT", 10*time.Second, "drop a peer whose pong is this late")
+	durFlag(&c.DrainTimeout, "drain-timeout", "DRAIN_TIMEOUT", 15*time.Second, "longest graceful shutdown")
+	if err != nil {
+		return Config{}, err
+	}
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	c.QueueSize = int(queue)
+	if err := c.LogLevel.UnmarshalText([]byte(logLevel)); err != nil {
+		return Config{}, fmt.Errorf("--log-level: %w", err)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return Config{}, fmt.Errorf("--log-format must be text or json, not %q", c.LogFormat)
+	}
+	if c.MaxFrameBytes < 1024 {
+		return Config{}, fmt.Errorf("--max-frame-bytes %d is too small", c.MaxFrameBytes)
+	}
+	if !c.AllowAnonymous {
+		host, _, err := net.SplitHostPort(c.Addr)
+		if err != nil {
+			return Config{}, fmt.Errorf("--addr %q: %w", c.Addr, err)
+		}
+		if !isLoopback(host) {
+			return Config{}, fmt.Errorf("--addr %q is not a loopback address: listening there needs --allow-anonymous (access tokens are not implemented yet)", c.Addr)
+		}
+	}
+	return c, nil
+}
+
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func defaultPeerID() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		h = "server"
+	}
+	return "tandem-" + h
+}

@@ -1,0 +1,286 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/tandem-sync/tandem/sync/room"
+	"github.com/tandem-sync/tandem/sync/wire"
+)
+
+// Conn is one peer connection. Its reader runs on the goroutine that called
+// Hub.Serve; its writer drains a bounded queue on a goroutine of its own, so
+// that rooms never block on a socket. Conn implements room.Peer.
+type Conn struct {
+	hub *Hub
+	t   Transport
+	log *slog.Logger
+
+	out       chan outItem
+	closed    chan struct{}
+	closeOnce sync.Once
+
+	// Set once by the reader when the peer joins, read-only after.
+	peerID wire.PeerID
+	meta   wire.PeerMetadata
+
+	// Owned by the reader goroutine: documents this connection synced.
+	docs map[wire.DocID]struct{}
+}
+
+// outItem is a message to write, or the instruction to close after what
+// was queued before it has been written.
+type outItem struct {
+	msg    wire.Message
+	close  bool
+	code   wire.CloseCode
+	reason string
+}
+
+func newConn(h *Hub, t Transport) *Conn {
+	return &Conn{
+		hub:    h,
+		t:      t,
+		log:    h.log,
+		out:    make(chan outItem, h.cfg.QueueSize),
+		closed: make(chan struct{}),
+		docs:   make(map[wire.DocID]struct{}),
+	}
+}
+
+// ID returns the peer's ID (empty before join).
+func (c *Conn) ID() wire.PeerID { return c.peerID }
+
+// Send queues msg without blocking. The sender ID defaults to the server's
+// (relayed ephemeral messages keep their author's) and the target is this
+// peer. A peer whose queue is full is disconnected.
+func (c *Conn) Send(msg wire.Message) {
+	if msg.SenderID == "" {
+		msg.SenderID = c.hub.cfg.PeerID
+	}
+	msg.TargetID = c.peerID
+	c.enqueue(outItem{msg: msg})
+}
+
+// Fail sends the peer an error message with reason, then closes the
+// connection with code once the queue before it has been written.
+func (c *Conn) Fail(code wire.CloseCode, reason string) {
+	c.sendError(reason)
+	c.enqueue(outItem{close: true, code: code, reason: reason})
+}
+
+func (c *Conn) sendError(reason string) {
+	c.Send(wire.Message{Type: wire.TypeError, ErrorMessage: reason})
+}
+
+func (c *Conn) enqueue(it outItem) {
+	select {
+	case <-c.closed:
+		return
+	default:
+	}
+	select {
+	case c.out <- it:
+	default:
+		c.log.Warn("peer too slow, disconnecting", "peer", string(c.peerID), "queue", cap(c.out))
+		c.close(wire.CloseSlowConsumer, "outbound queue full")
+	}
+}
+
+// close ends the connection at once; queued messages are dropped.
+func (c *Conn) close(code wire.CloseCode, reason string) {
+	c.closeOnce.Do(func() {
+		close(c.closed)
+		// A WebSocket close waits for the peer's answer: never make the
+		// caller (maybe a room) wait for it.
+		go func() { _ = c.t.Close(code, reason) }()
+	})
+}
+
+func (c *Conn) serve(ctx context.Context) {
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		c.writeLoop()
+	}()
+	defer func() {
+		c.leaveRooms()
+		// Let the writer send what was queued before a close (an error
+		// message, say), but not for longer than one write may take.
+		select {
+		case <-writerDone:
+		case <-time.After(c.hub.cfg.WriteTimeout):
+			c.close(wire.CloseNormal, "")
+		}
+	}()
+	for {
+		kind, frame, err := c.t.Read(ctx)
+		if err != nil {
+			if !errors.Is(err, ErrTransportClosed) && ctx.Err() == nil {
+				c.log.Debug("connection read ended", "peer", string(c.peerID), "err", err)
+			}
+			c.close(wire.CloseNormal, "")
+			return
+		}
+		select {
+		case <-c.closed:
+			return
+		default:
+		}
+		if kind != FrameBinary {
+			c.sendError("text frames are not part of the protocol: send one CBOR message per binary frame")
+			continue
+		}
+		msg, err := wire.Decode(frame)
+		if err != nil {
+			c.log.Info("malformed frame, closing", "peer", string(c.peerID), "err", err)
+			c.Fail(wire.CloseInvalidData, "malformed message: "+err.Error())
+			return
+		}
+		if err := c.handle(ctx, msg); err != nil {
+			c.log.Info("closing connection", "peer", string(c.peerID), "err", err)
+			return
+		}
+	}
+}
+
+func (c *Conn) writeLoop() {
+	for {
+		select {
+		case it := <-c.out:
+			if it.close {
+				c.close(it.code, it.reason)
+				return
+			}
+			frame, err := wire.Encode(it.msg)
+			if err != nil {
+				c.log.Error("encode message", "type", it.msg.Type, "err", err)
+				continue
+			}
+			wctx, cancel := context.WithTimeout(context.Background(), c.hub.cfg.WriteTimeout)
+			err = c.t.Write(wctx, frame)
+			cancel()
+			if err != nil {
+				if wctx.Err() != nil {
+					c.log.Warn("write timed out, disconnecting", "peer", string(c.peerID))
+					c.close(wire.CloseSlowConsumer, "write timed out")
+				} else {
+					c.close(wire.CloseNormal, "")
+				}
+				return
+			}
+		case <-c.closed:
+			return
+		}
+	}
+}
+
+// handle processes one decoded message. A non-nil error ends the connection
+// (the close has been queued already).
+func (c *Conn) handle(ctx context.Context, msg wire.Message) error {
+	if c.peerID == "" {
+		if msg.Type != wire.TypeJoin {
+			c.log.Debug("message before join dropped", "type", msg.Type)
+			return nil
+		}
+		return c.join(msg)
+	}
+	if msg.Type == wire.TypeJoin {
+		c.sendError("already joined")
+		return nil
+	}
+	if msg.SenderID != c.peerID {
+		// One socket cannot speak for another peer; this also drops the
+		// echoes of relayed ephemeral messages.
+		return nil
+	}
+	switch msg.Type {
+	case wire.TypeSync, wire.TypeRequest:
+		id, err := wire.ParseDocID(string(msg.DocumentID))
+		if err != nil {
+			c.sendError(fmt.Sprintf("%s for document %q: %v", msg.Type, truncate(string(msg.DocumentID), 80), err))
+			return nil
+		}
+		msg.DocumentID = id
+		c.docs[id] = struct{}{}
+		if err := c.hub.rooms.Sync(ctx, c, msg); err != nil {
+			c.close(wire.CloseGoingAway, "server shutting down")
+			return fmt.Errorf("deliver to room: %w", err)
+		}
+	case wire.TypeEphemeral:
+		c.relay(msg)
+	default:
+		// doc-unavailable from a client, remote-* gossip (the official
+		// server does not enable it either), legacy leave, and types this
+		// server does not know: ignored, as the protocol requires.
+	}
+	return nil
+}
+
+func (c *Conn) join(msg wire.Message) error {
+	if msg.SenderID == "" {
+		c.Fail(wire.CloseProtocolError, "join without senderId")
+		return errors.New("join without senderId")
+	}
+	if msg.SupportedProtocolVersions != nil && !slices.Contains(msg.SupportedProtocolVersions, wire.ProtocolVersion) {
+		c.peerID = msg.SenderID
+		c.Fail(wire.CloseProtocolError, "unsupported protocol version")
+		return fmt.Errorf("unsupported protocol versions %q", msg.SupportedProtocolVersions)
+	}
+	c.peerID = msg.SenderID
+	if msg.PeerMetadata != nil {
+		c.meta = *msg.PeerMetadata
+	}
+	c.log = c.log.With("peer", string(c.peerID))
+	if old := c.hub.register(c); old != nil {
+		old.close(wire.CloseReplaced, "replaced by a newer connection with the same peer ID")
+	}
+	c.Send(wire.Message{
+		Type:                    wire.TypePeer,
+		PeerMetadata:            &wire.PeerMetadata{StorageID: c.hub.cfg.StorageID},
+		SelectedProtocolVersion: wire.ProtocolVersion,
+	})
+	c.log.Debug("peer joined", "storage_id", c.meta.StorageID, "ephemeral", c.meta.IsEphemeral)
+	return nil
+}
+
+// relay forwards an ephemeral message to the document's other peers,
+// unchanged but for its target, once per (sender, session, count).
+func (c *Conn) relay(msg wire.Message) {
+	id, err := wire.ParseDocID(string(msg.DocumentID))
+	if err != nil {
+		c.sendError(fmt.Sprintf("ephemeral for document %q: %v", truncate(string(msg.DocumentID), 80), err))
+		return
+	}
+	msg.DocumentID = id
+	if !c.hub.seen.fresh(msg) {
+		return
+	}
+	for _, p := range c.hub.rooms.Peers(id) {
+		if p.ID() != msg.SenderID {
+			p.Send(msg)
+		}
+	}
+}
+
+func (c *Conn) leaveRooms() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for id := range c.docs {
+		c.hub.rooms.Leave(ctx, id, c)
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+var _ room.Peer = (*Conn)(nil)

@@ -1,0 +1,61 @@
+package room
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Config tunes rooms. The zero value of each field selects its default.
+type Config struct {
+	// IdleTimeout is how long a room with no peers stays in memory before it
+	// is flushed, compacted and evicted. Zero means one minute.
+	IdleTimeout time.Duration
+	// InboxSize bounds each room's inbox of unprocessed messages; a full
+	// inbox makes the sending connections wait (they stop reading). Zero
+	// means 256.
+	InboxSize int
+	// MaxBatch bounds how many inbox messages one turn takes. Zero means 256.
+	MaxBatch int
+	// CompactChanges is the log length (changes since the last snapshot)
+	// past which a room compacts its document. Zero means 1000.
+	CompactChanges int64
+	// CompactBytes is the log size in bytes past which a room compacts,
+	// when the log is also larger than the snapshot. Zero means 4 MiB.
+	CompactBytes int64
+	// RetryBackoff is the first delay before retrying a failed store write;
+	// it doubles up to 5 s. Zero means 50 ms.
+	RetryBackoff time.Duration
+	// DrainTimeout bounds a room's final flush when the registry closes.
+	// Zero means 10 s.
+	DrainTimeout time.Duration
+	// Logger receives room events. Nil discards them.
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = time.Minute
+	}
+	if c.InboxSize <= 0 {
+		c.InboxSize = 256
+	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 256
+	}
+	if c.CompactChanges <= 0 {
+		c.CompactChanges = 1000
+	}
+	if c.CompactBytes <= 0 {
+		c.CompactBytes = 4 << 20
+	}
+	if c.RetryBackoff <= 0 {
+		c.RetryBackoff = 50 * time.Millisecond
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}

@@ -1,0 +1,192 @@
+package room
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/tandem-sync/tandem/sync/wire"
+)
+
+// ErrClosed is returned when the registry is draining or closed.
+var ErrClosed = errors.New("room registry closed")
+
+// Registry owns the rooms in memory: at most one per document, created on
+// first use and forgotten only after its final flush. Its lock guards only
+// the map and reference counts; nothing is ever sent to a room or a socket
+// while holding it.
+type Registry struct {
+	cfg   Config
+	store Store
+
+	ctx    context.Context // parent of every room's run
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	rooms  map[wire.DocID]*Room
+	closed bool
+}
+
+// NewRegistry returns a registry whose rooms keep their documents in store.
+func NewRegistry(store Store, cfg Config) *Registry {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Registry{
+		cfg:    cfg.withDefaults(),
+		store:  store,
+		ctx:    ctx,
+		cancel: cancel,
+		rooms:  make(map[wire.DocID]*Room),
+	}
+}
+
+// acquire returns the document's room, starting it if needed, with a
+// reference held so that it cannot be evicted until release.
+func (g *Registry) acquire(id wire.DocID) (*Room, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return nil, ErrClosed
+	}
+	r := g.rooms[id]
+	if r == nil {
+		r = newRoom(id, g)
+		g.rooms[id] = r
+		g.wg.Add(1)
+		go func() {
+			defer g.wg.Done()
+			r.run(g.ctx)
+		}()
+	}
+	r.refs++
+	return r, nil
+}
+
+func (g *Registry) release(r *Room) {
+	g.mu.Lock()
+	r.refs--
+	g.mu.Unlock()
+}
+
+// lookup returns the document's room if it is in memory.
+func (g *Registry) lookup(id wire.DocID) *Room {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.rooms[id]
+}
+
+// tryEvict removes r from the registry if nobody holds or is about to use
+// it. The room calls it from its own goroutine after its final flush.
+func (g *Registry) tryEvict(r *Room) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if r.refs > 0 || len(r.inbox) > 0 {
+		return false
+	}
+	if g.rooms[r.id] == r {
+		delete(g.rooms, r.id)
+	}
+	return true
+}
+
+// forget removes a failed room at once so that its failure is not cached:
+// the next message for the document starts a fresh room and a fresh load.
+func (g *Registry) forget(r *Room) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.rooms[r.id] == r {
+		delete(g.rooms, r.id)
+	}
+}
+
+// unused reports whether nobody holds r and its inbox is empty.
+func (g *Registry) unused(r *Room) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return r.refs == 0 && len(r.inbox) == 0
+}
+
+// Sync hands a sync or request message from peer to the document's room,
+// starting the room if needed. It blocks while the room's inbox is full,
+// which stops the calling connection from reading more.
+func (g *Registry) Sync(ctx context.Context, peer Peer, msg wire.Message) error {
+	return g.deliver(ctx, msg.DocumentID, envelope{kind: kindSync, peer: peer, msg: msg})
+}
+
+// Leave tells the document's room, if it is in memory, that peer has gone.
+func (g *Registry) Leave(ctx context.Context, id wire.DocID, peer Peer) {
+	g.mu.Lock()
+	r := g.rooms[id]
+	if r != nil {
+		r.refs++
+	}
+	g.mu.Unlock()
+	if r == nil {
+		return
+	}
+	defer g.release(r)
+	select {
+	case r.inbox <- envelope{kind: kindLeave, peer: peer}:
+	case <-r.done:
+	case <-ctx.Done():
+	}
+}
+
+// Peers returns the peers currently in the document's room (those that
+// synced it on their current connection), or nil when the room is not in
+// memory. The slice must not be modified.
+func (g *Registry) Peers(id wire.DocID) []Peer {
+	r := g.lookup(id)
+	if r == nil {
+		return nil
+	}
+	if p := r.peerList.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Len returns the number of rooms in memory.
+func (g *Registry) Len() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.rooms)
+}
+
+func (g *Registry) deliver(ctx context.Context, id wire.DocID, env envelope) error {
+	r, err := g.acquire(id)
+	if err != nil {
+		return err
+	}
+	defer g.release(r)
+	select {
+	case r.inbox <- env:
+		return nil
+	case <-r.done:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close drains the registry: new work is refused, every room makes its
+// pending changes durable and compacts, then stops. It returns when all
+// rooms have stopped or ctx ends.
+func (g *Registry) Close(ctx context.Context) error {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
+	g.cancel()
+	done := make(chan struct{})
+	go func() {
+		g.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("drain rooms: %w", ctx.Err())
+	}
+}

@@ -1,0 +1,362 @@
+package room
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/tandem-sync/tandem/sync/core"
+	"github.com/tandem-sync/tandem/sync/wire"
+)
+
+type envelopeKind int
+
+const (
+	kindSync envelopeKind = iota
+	kindLeave
+)
+
+// envelope is one item of a room's inbox.
+type envelope struct {
+	kind envelopeKind
+	peer Peer
+	msg  wire.Message
+}
+
+// peerState is what a room keeps per peer: its sync state and whether it
+// asked for the document with a request that could not be served yet.
+type peerState struct {
+	sync *core.SyncState
+	// dirty: the peer sent something this turn and gets a reply.
+	dirty bool
+	// wants: the peer sent a request while the document did not exist;
+	// it is told doc-unavailable once, and stays in the room so that it
+	// receives the document when it appears.
+	wants    bool
+	notified bool
+}
+
+// Room hosts one document in memory. A single goroutine (run) owns the
+// document and every peer's sync state; everything else talks to it through
+// its inbox. It works in turns: apply everything queued, make new changes
+// durable, then generate and send sync messages. See DESIGN.md §3-§4.
+type Room struct {
+	id  wire.DocID
+	reg *Registry
+	cfg Config
+	log *slog.Logger
+
+	inbox chan envelope
+	done  chan struct{}
+	refs  int // guarded by reg.mu
+
+	// peerList is a copy of the peer set for the ephemeral relay, which
+	// reads it from connection goroutines.
+	peerList atomic.Pointer[[]Peer]
+
+	// Owned by the run goroutine.
+	doc      *core.Doc
+	stored   bool // the store has this document
+	peers    map[Peer]*peerState
+	pending  []Change // applied to doc, not yet durable
+	lastSeq  int64    // last log sequence appended
+	snapSeq  int64    // log sequence the snapshot covers
+	logBytes int64    // bytes appended since the snapshot (approximate)
+	snapSize int64
+	retry    time.Duration
+}
+
+func newRoom(id wire.DocID, g *Registry) *Room {
+	return &Room{
+		id:    id,
+		reg:   g,
+		cfg:   g.cfg,
+		log:   g.cfg.Logger.With("doc", string(id)),
+		inbox: make(chan envelope, g.cfg.InboxSize),
+		done:  make(chan struct{}),
+		peers: make(map[Peer]*peerState),
+	}
+}
+
+func (r *Room) run(ctx context.Context) {
+	defer close(r.done)
+	if err := r.load(ctx); err != nil {
+		r.failLoad(err)
+		return
+	}
+
+	idle := time.NewTimer(r.cfg.IdleTimeout)
+	defer idle.Stop()
+	var retry <-chan time.Time
+	batch := make([]envelope, 0, r.cfg.MaxBatch)
+	for {
+		select {
+		case env := <-r.inbox:
+			batch = append(batch[:0], env)
+			for len(batch) < r.cfg.MaxBatch {
+				select {
+				case env := <-r.inbox:
+					batch = append(batch, env)
+					continue
+				default:
+				}
+				break
+			}
+			r.turn(ctx, batch)
+		case <-retry:
+			retry = nil
+			r.turn(ctx, nil)
+		case <-idle.C:
+			if len(r.peers) == 0 && r.evict(ctx) {
+				return
+			}
+		case <-ctx.Done():
+			r.drain()
+			return
+		}
+		if len(r.pending) > 0 && retry == nil {
+			retry = time.After(r.retry)
+		}
+		if len(r.peers) == 0 {
+			idle.Reset(r.cfg.IdleTimeout)
+		}
+	}
+}
+
+// load reads the document from the store. A missing document is an empty
+// one that the store does not have yet.
+func (r *Room) load(ctx context.Context) error {
+	st, err := r.reg.store.Load(ctx, r.id)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		r.doc = core.NewDoc()
+		return nil
+	case err != nil:
+		return fmt.Errorf("load doc %s: %w", r.id, err)
+	}
+	doc, err := core.Load(st.Snapshot, st.Changes)
+	if err != nil {
+		return fmt.Errorf("load doc %s: %w", r.id, err)
+	}
+	r.doc, r.stored = doc, true
+	r.lastSeq = st.LastSeq
+	r.snapSeq = st.LastSeq - int64(len(st.Changes))
+	r.snapSize = int64(len(st.Snapshot))
+	for _, c := range st.Changes {
+		r.logBytes += int64(len(c))
+	}
+	return nil
+}
+
+// failLoad forgets the room at once (a failed load is never cached) and
+// disconnects every peer that was waiting for it, so that they retry.
+func (r *Room) failLoad(err error) {
+	r.log.Error("room load failed", "err", err)
+	r.reg.forget(r)
+	for {
+		select {
+		case env := <-r.inbox:
+			if env.kind == kindSync {
+				env.peer.Fail(wire.CloseTryAgainLater, "document could not be loaded; try again later")
+			}
+			continue
+		default:
+		}
+		if r.reg.unused(r) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// turn applies a batch of inbox messages, makes new changes durable, and
+// only then sends sync messages.
+func (r *Room) turn(ctx context.Context, batch []envelope) {
+	for _, env := range batch {
+		switch env.kind {
+		case kindLeave:
+			r.removePeer(env.peer)
+		case kindSync:
+			r.receive(env.peer, env.msg)
+		}
+	}
+	if len(r.pending) > 0 && !r.flush(ctx) {
+		return // nothing new may be advertised until it is durable
+	}
+	r.generate()
+	if r.lastSeq-r.snapSeq >= r.cfg.CompactChanges ||
+		(r.logBytes >= r.cfg.CompactBytes && r.logBytes > r.snapSize) {
+		if err := r.compact(ctx); err != nil {
+			r.log.Error("compaction failed", "err", err)
+		}
+	}
+}
+
+func (r *Room) receive(p Peer, msg wire.Message) {
+	ps := r.peers[p]
+	if ps == nil {
+		ps = &peerState{sync: r.doc.NewSyncState()}
+		r.peers[p] = ps
+		r.publishPeers()
+	}
+	changes, err := ps.sync.Receive(msg.Data)
+	if err != nil {
+		r.log.Warn("bad sync message", "peer", string(p.ID()), "err", err)
+		r.removePeer(p)
+		p.Fail(wire.CloseInvalidData, fmt.Sprintf("document %s: %v", r.id, err))
+		return
+	}
+	for _, c := range changes {
+		r.pending = append(r.pending, Change{Hash: Hash(c.Hash), Data: c.Data})
+	}
+	ps.dirty = true
+	if msg.Type == wire.TypeRequest && !r.stored && r.doc.Empty() {
+		ps.wants = true
+	}
+}
+
+// flush appends pending changes to the store. On failure they stay pending
+// and the caller advertises nothing; the run loop retries with backoff.
+func (r *Room) flush(ctx context.Context) bool {
+	seq, err := r.reg.store.Append(ctx, r.id, r.pending)
+	if err != nil {
+		if r.retry == 0 {
+			r.log.Error("store append failed; holding changes until it recovers", "changes", len(r.pending), "err", err)
+			r.retry = r.cfg.RetryBackoff
+		} else {
+			r.retry = min(2*r.retry, 5*time.Second)
+		}
+		return false
+	}
+	if r.retry != 0 {
+		r.log.Info("store append recovered", "changes", len(r.pending))
+		r.retry = 0
+	}
+	for _, c := range r.pending {
+		r.logBytes += int64(len(c.Data))
+	}
+	r.pending = r.pending[:0]
+	r.lastSeq = seq
+	r.stored = true
+	for _, ps := range r.peers {
+		ps.dirty = true // the heads may have changed: everyone gets a message
+	}
+	return true
+}
+
+// generate sends every peer that needs one its next sync message, and
+// doc-unavailable to requesters of a document that does not exist.
+func (r *Room) generate() {
+	empty := r.doc.Empty()
+	for p, ps := range r.peers {
+		if !ps.dirty {
+			continue
+		}
+		ps.dirty = false
+		if data, ok := ps.sync.Generate(); ok {
+			p.Send(wire.Message{Type: wire.TypeSync, TargetID: p.ID(), DocumentID: r.id, Data: data})
+		}
+		if !ps.wants {
+			continue
+		}
+		if !empty {
+			ps.wants, ps.notified = false, false
+		} else if !ps.notified {
+			ps.notified = true
+			p.Send(wire.Message{Type: wire.TypeDocUnavailable, TargetID: p.ID(), DocumentID: r.id})
+		}
+	}
+}
+
+// compact saves the whole document as a new snapshot, verifies that it
+// re-loads with the same heads, and replaces the logged changes with it.
+func (r *Room) compact(ctx context.Context) error {
+	if !r.stored || r.lastSeq == r.snapSeq {
+		return nil
+	}
+	start := time.Now()
+	snap := r.doc.Save()
+	heads := r.doc.Heads()
+	check, err := core.Load(snap, nil)
+	if err != nil {
+		return fmt.Errorf("compact doc %s: snapshot does not re-load: %w", r.id, err)
+	}
+	if !slices.Equal(check.Heads(), heads) {
+		return fmt.Errorf("compact doc %s: re-loaded snapshot has other heads", r.id)
+	}
+	hs := make([]Hash, len(heads))
+	for i, h := range heads {
+		hs[i] = Hash(h)
+	}
+	if err := r.reg.store.Compact(ctx, r.id, snap, hs, r.lastSeq); err != nil {
+		return fmt.Errorf("compact doc %s: %w", r.id, err)
+	}
+	r.log.Debug("compacted", "through_seq", r.lastSeq, "changes", r.lastSeq-r.snapSeq,
+		"snapshot_bytes", len(snap), "took", time.Since(start))
+	r.snapSeq, r.logBytes, r.snapSize = r.lastSeq, 0, int64(len(snap))
+	return nil
+}
+
+// evict makes the room's work durable, compacts, and leaves the registry if
+// nobody is about to use it.
+func (r *Room) evict(ctx context.Context) bool {
+	if len(r.pending) > 0 && !r.flush(ctx) {
+		return false
+	}
+	if err := r.compact(ctx); err != nil {
+		r.log.Error("compaction before eviction failed", "err", err)
+	}
+	if !r.reg.tryEvict(r) {
+		return false
+	}
+	r.log.Debug("room evicted")
+	return true
+}
+
+// drain is the room's last turn when the registry closes: whatever is
+// queued is applied and made durable, and the log compacted, within
+// DrainTimeout.
+func (r *Room) drain() {
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.DrainTimeout)
+	defer cancel()
+	var batch []envelope
+	for {
+		select {
+		case env := <-r.inbox:
+			batch = append(batch, env)
+			continue
+		default:
+		}
+		break
+	}
+	r.turn(ctx, batch)
+	for len(r.pending) > 0 && ctx.Err() == nil {
+		time.Sleep(r.cfg.RetryBackoff)
+		r.turn(ctx, nil)
+	}
+	if len(r.pending) > 0 {
+		r.log.Error("shutdown with changes not durable", "changes", len(r.pending))
+	}
+	if err := r.compact(ctx); err != nil {
+		r.log.Error("compaction at shutdown failed", "err", err)
+	}
+}
+
+func (r *Room) removePeer(p Peer) {
+	if _, ok := r.peers[p]; ok {
+		delete(r.peers, p)
+		r.publishPeers()
+	}
+}
+
+func (r *Room) publishPeers() {
+	list := make([]Peer, 0, len(r.peers))
+	for p := range r.peers {
+		list = append(list, p)
+	}
+	r.peerList.Store(&list)
+}
