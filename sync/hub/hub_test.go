@@ -1,0 +1,327 @@
+package hub_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/automerge/automerge-go"
+	"github.com/fxamacker/cbor/v2"
+	"go.uber.org/goleak"
+
+	"github.com/tandem-sync/tandem/docstore"
+	"github.com/tandem-sync/tandem/sync/hub"
+	"github.com/tandem-sync/tandem/sync/room"
+	"github.com/tandem-sync/tandem/sync/wire"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+type frame struct {
+	kind hub.FrameKind
+	data []byte
+}
+
+// pipe is an in-memory hub.Transport: the test writes frames into in and
+// reads what the hub writes from out.
+type pipe struct {
+	in     chan frame
+	out    chan []byte
+	closed chan struct{}
+	once   sync.Once
+	code   wire.CloseCode
+	stall  chan struct{} // closed: Write blocks until Close, like a peer that stopped reading
+}
+
+func newPipe() *pipe {
+	return &pipe{in: make(chan frame, 64), out: make(chan []byte, 4096), closed: make(chan struct{}), stall: make(chan struct{})}
+}
+
+func (p *pipe) Read(ctx context.Context) (hub.FrameKind, []byte, error) {
+	select {
+	case f := <-p.in:
+		return f.kind, f.data, nil
+	case <-p.closed:
+		return 0, nil, hub.ErrTransportClosed
+	case <-ctx.Done():
+		return 0, nil, ctx.Err()
+	}
+}
+
+func (p *pipe) Write(ctx context.Context, b []byte) error {
+	select {
+	case <-p.stall:
+		select {
+		case <-p.closed:
+		case <-ctx.Done():
+		}
+		return hub.ErrTransportClosed
+	default:
+	}
+	select {
+	case p.out <- b:
+		return nil
+	case <-p.closed:
+		return hub.ErrTransportClosed
+	}
+}
+
+func (p *pipe) Close(code wire.CloseCode, _ string) error {
+	p.once.Do(func() {
+		p.code = code
+		close(p.closed)
+	})
+	return nil
+}
+
+// testConn is one client connection to the hub.
+type testConn struct {
+	t    *testing.T
+	p    *pipe
+	id   wire.PeerID
+	done chan struct{}
+}
+
+type env struct {
+	t     *testing.T
+	hub   *hub.Hub
+	rooms *room.Registry
+	wg    sync.WaitGroup
+}
+
+func newEnv(t *testing.T, cfg hub.Config) *env {
+	t.Helper()
+	st, err := docstore.OpenSQLite(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rooms := room.NewRegistry(st, room.Config{})
+	cfg.StorageID = "11111111-2222-4333-8444-555555555555"
+	cfg.PeerID = "tandem-test"
+	e := &env{t: t, hub: hub.New(rooms, cfg), rooms: rooms}
+	t.Cleanup(func() {
+		e.hub.Close()
+		e.wg.Wait()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := rooms.Close(ctx); err != nil {
+			t.Error(err)
+		}
+		st.Close()
+	})
+	return e
+}
+
+func (e *env) connect(p *pipe) *testConn {
+	c := &testConn{t: e.t, p: p, done: make(chan struct{})}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		defer close(c.done)
+		e.hub.Serve(context.Background(), p)
+	}()
+	return c
+}
+
+// join connects a peer and completes the handshake.
+func (e *env) join(id string) *testConn {
+	e.t.Helper()
+	c := e.connect(newPipe())
+	c.id = wire.PeerID(id)
+	c.send(wire.Message{Type: wire.TypeJoin, SenderID: c.id, PeerMetadata: &wire.PeerMetadata{IsEphemeral: true}, SupportedProtocolVersions: []string{"1"}})
+	m := c.expect(wire.TypePeer)
+	if m.SenderID != "tandem-test" || m.TargetID != c.id || m.SelectedProtocolVersion != "1" ||
+		m.PeerMetadata == nil || m.PeerMetadata.StorageID != "11111111-2222-4333-8444-555555555555" || m.PeerMetadata.IsEphemeral {
+		e.t.Fatalf("peer message %+v", m)
+	}
+	return c
+}
+
+func (c *testConn) send(m wire.Message) {
+	c.t.Helper()
+	b, err := wire.Encode(m)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.p.in <- frame{kind: hub.FrameBinary, data: b}
+}
+
+func (c *testConn) next(timeout time.Duration) (wire.Message, bool) {
+	c.t.Helper()
+	select {
+	case b := <-c.p.out:
+		m, err := wire.Decode(b)
+		if err != nil {
+			c.t.Fatalf("server sent undecodable frame: %v", err)
+		}
+		return m, true
+	case <-time.After(timeout):
+		return wire.Message{}, false
+	}
+}
+
+// expect skips messages until one of type typ arrives.
+func (c *testConn) expect(typ string) wire.Message {
+	c.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		m, ok := c.next(time.Until(deadline))
+		if !ok {
+			c.t.Fatalf("%s: no %s message", c.id, typ)
+		}
+		if m.Type == typ {
+			return m
+		}
+	}
+}
+
+func (c *testConn) expectClosed(code wire.CloseCode) {
+	c.t.Helper()
+	select {
+	case <-c.p.closed:
+	case <-time.After(5 * time.Second):
+		c.t.Fatalf("%s: connection not closed", c.id)
+	}
+	if c.p.code != code {
+		c.t.Fatalf("%s: close code %d, want %d", c.id, c.p.code, code)
+	}
+}
+
+// open makes the peer a member of doc's room with a request from an empty
+// document, as a stock client asking for a document does.
+func (c *testConn) open(doc wire.DocID) {
+	c.t.Helper()
+	d := automerge.New()
+	sm, _ := automerge.NewSyncState(d).GenerateMessage()
+	c.send(wire.Message{Type: wire.TypeRequest, SenderID: c.id, DocumentID: doc, Data: sm.Bytes()})
+	c.expect(wire.TypeDocUnavailable)
+}
+
+func TestHandshakeErrors(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, hub.Config{})
+
+	t.Run("unsupported version", func(t *testing.T) {
+		c := e.connect(newPipe())
+		c.send(wire.Message{Type: wire.TypeJoin, SenderID: "peer-v2", SupportedProtocolVersions: []string{"2"}})
+		if m := c.expect(wire.TypeError); m.ErrorMessage != "unsupported protocol version" {
+			t.Fatalf("error %q", m.ErrorMessage)
+		}
+		c.expectClosed(wire.CloseProtocolError)
+	})
+	t.Run("messages before join are dropped", func(t *testing.T) {
+		c := e.connect(newPipe())
+		c.id = "peer-early"
+		c.send(wire.Message{Type: wire.TypeRequest, SenderID: c.id, DocumentID: wire.NewDocID(), Data: []byte{0x42}})
+		if m, ok := c.next(100 * time.Millisecond); ok {
+			t.Fatalf("answered %s before join", m.Type)
+		}
+		c.send(wire.Message{Type: wire.TypeJoin, SenderID: c.id})
+		c.expect(wire.TypePeer) // a missing version list means "1"
+	})
+	t.Run("malformed CBOR closes", func(t *testing.T) {
+		c := e.join("peer-garbage")
+		c.p.in <- frame{kind: hub.FrameBinary, data: []byte{0xb9, 0x00, 0x04, 0x64}}
+		c.expect(wire.TypeError)
+		c.expectClosed(wire.CloseInvalidData)
+	})
+	t.Run("text frame gets an error and the connection stays", func(t *testing.T) {
+		c := e.join("peer-text")
+		c.p.in <- frame{kind: hub.FrameText, data: []byte(`{"type":"join"}`)}
+		c.expect(wire.TypeError)
+		c.open(wire.NewDocID()) // still served
+	})
+	t.Run("invalid document ID gets an error", func(t *testing.T) {
+		c := e.join("peer-badid")
+		c.send(wire.Message{Type: wire.TypeRequest, SenderID: c.id, DocumentID: "not-a-doc-id!", Data: []byte{0x42}})
+		c.expect(wire.TypeError)
+		c.open(wire.NewDocID())
+	})
+	t.Run("unknown types and foreign senders are ignored", func(t *testing.T) {
+		c := e.join("peer-odd")
+		before := e.rooms.Len()
+		unknown, err := cbor.Marshal(map[string]any{"type": "subduction-connection", "senderId": string(c.id), "data": []byte{1}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.p.in <- frame{kind: hub.FrameBinary, data: unknown}
+		c.send(wire.Message{Type: wire.TypeRequest, SenderID: "peer-someone-else", DocumentID: wire.NewDocID(), Data: []byte{0x42}})
+		if m, ok := c.next(100 * time.Millisecond); ok {
+			t.Fatalf("answered with %s", m.Type)
+		}
+		if e.rooms.Len() != before {
+			t.Fatal("a message with a foreign senderId reached a room")
+		}
+		c.open(wire.NewDocID())
+	})
+}
+
+func TestEphemeralRelay(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, hub.Config{})
+	doc := wire.NewDocID()
+	a, b, c := e.join("peer-a"), e.join("peer-b"), e.join("peer-c")
+	a.open(doc)
+	b.open(doc)
+	c.open(doc)
+
+	eph := wire.Message{Type: wire.TypeEphemeral, SenderID: a.id, DocumentID: doc, SessionID: "s1", Count: 1, Data: []byte{0xa1, 0x61, 0x78, 0x05}}
+	a.send(eph)
+	a.send(eph) // a duplicate is delivered once
+	for _, to := range []*testConn{b, c} {
+		m := to.expect(wire.TypeEphemeral)
+		if m.SenderID != a.id || m.TargetID != to.id || m.SessionID != "s1" || m.Count != 1 || string(m.Data) != string(eph.Data) {
+			t.Fatalf("relayed %+v", m)
+		}
+	}
+	// b echoes it back, as stock clients do: dropped, a does not see it.
+	b.send(eph)
+	eph.Count = 2
+	a.send(eph)
+	for _, to := range []*testConn{b, c} {
+		if m := to.expect(wire.TypeEphemeral); m.Count != 2 {
+			t.Fatalf("%s got count %d, want 2 (a duplicate slipped through)", to.id, m.Count)
+		}
+	}
+	if m, ok := a.next(100 * time.Millisecond); ok {
+		t.Fatalf("author received %s %+v", m.Type, m)
+	}
+}
+
+func TestRejoinReplacesConnection(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, hub.Config{})
+	doc := wire.NewDocID()
+	old := e.join("peer-same")
+	old.open(doc)
+	fresh := e.join("peer-same")
+	old.expectClosed(wire.CloseReplaced)
+	fresh.open(doc) // a fresh sync state: the request is answered again
+}
+
+func TestSlowPeerIsDisconnected(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, hub.Config{QueueSize: 4, WriteTimeout: time.Minute})
+	doc := wire.NewDocID()
+	slowPipe := newPipe()
+	slow := e.connect(slowPipe)
+	slow.id = "peer-slow"
+	slow.send(wire.Message{Type: wire.TypeJoin, SenderID: slow.id})
+	slow.expect(wire.TypePeer)
+	slow.open(doc)
+	a := e.join("peer-a")
+	a.open(doc)
+	close(slowPipe.stall) // stops reading: its writer blocks on the socket
+
+	// a floods ephemeral messages; the slow peer's queue fills.
+	for i := range 64 {
+		a.send(wire.Message{Type: wire.TypeEphemeral, SenderID: a.id, DocumentID: doc, SessionID: "s", Count: uint64(i + 1), Data: []byte{0xf6}})
+	}
+	slow.expectClosed(wire.CloseSlowConsumer)
+	// Others carry on.
+	b := e.join("peer-b")
+	b.open(doc)
+	a.send(wire.Message{Type: wire.TypeEphemeral, SenderID: a.id, DocumentID: doc, SessionID: "s", Count: 100, Data: []byte{0xf6}})
+	b.expect(wire.TypeEphemeral)
+}

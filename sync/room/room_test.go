@@ -1,0 +1,443 @@
+package room_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/automerge/automerge-go"
+	"go.uber.org/goleak"
+
+	"github.com/tandem-sync/tandem/docstore"
+	"github.com/tandem-sync/tandem/sync/room"
+	"github.com/tandem-sync/tandem/sync/wire"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// testPeer is an in-memory room.Peer: what the room sends lands in a
+// channel that the test reads, like a connection's outbound queue.
+type testPeer struct {
+	id     wire.PeerID
+	out    chan wire.Message
+	failed chan wire.CloseCode
+}
+
+func newTestPeer(id string) *testPeer {
+	return &testPeer{id: wire.PeerID(id), out: make(chan wire.Message, 1024), failed: make(chan wire.CloseCode, 1)}
+}
+
+func (p *testPeer) ID() wire.PeerID { return p.id }
+func (p *testPeer) Send(m wire.Message) {
+	select {
+	case p.out <- m:
+	default:
+		panic("test peer queue full")
+	}
+}
+func (p *testPeer) Fail(code wire.CloseCode, _ string) {
+	select {
+	case p.failed <- code:
+	default:
+	}
+}
+
+// client is an automerge-repo peer made of automerge-go: a document, its
+// sync state with the server, and a testPeer as its connection.
+type client struct {
+	t    *testing.T
+	doc  *automerge.Doc
+	ss   *automerge.SyncState
+	peer *testPeer
+	reg  *room.Registry
+	id   wire.DocID
+}
+
+func newClient(t *testing.T, reg *room.Registry, id wire.DocID, name string) *client {
+	doc := automerge.New()
+	return &client{t: t, doc: doc, ss: automerge.NewSyncState(doc), peer: newTestPeer(name), reg: reg, id: id}
+}
+
+// send generates the client's next sync message and delivers it as typ.
+func (c *client) send(typ string) bool {
+	c.t.Helper()
+	sm, ok := c.ss.GenerateMessage()
+	if !ok {
+		return false
+	}
+	msg := wire.Message{Type: typ, SenderID: c.peer.id, DocumentID: c.id, Data: sm.Bytes()}
+	if err := c.reg.Sync(context.Background(), c.peer, msg); err != nil {
+		c.t.Fatalf("deliver: %v", err)
+	}
+	return true
+}
+
+// next waits for the room's next message to this client.
+func (c *client) next(timeout time.Duration) (wire.Message, bool) {
+	select {
+	case m := <-c.peer.out:
+		return m, true
+	case <-time.After(timeout):
+		return wire.Message{}, false
+	}
+}
+
+// syncUntil exchanges messages with the room until cond holds.
+func (c *client) syncUntil(cond func() bool) {
+	c.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	c.send(wire.TypeSync)
+	for !cond() {
+		if time.Now().After(deadline) {
+			c.t.Fatalf("%s: condition not reached", c.peer.id)
+		}
+		m, ok := c.next(50 * time.Millisecond)
+		if !ok {
+			c.send(wire.TypeSync)
+			continue
+		}
+		if m.Type != wire.TypeSync {
+			continue
+		}
+		if _, err := c.ss.ReceiveMessage(m.Data); err != nil {
+			c.t.Fatalf("receive: %v", err)
+		}
+		c.send(wire.TypeSync)
+	}
+}
+
+func (c *client) set(key string, v any) {
+	c.t.Helper()
+	if err := c.doc.RootMap().Set(key, v); err != nil {
+		c.t.Fatal(err)
+	}
+	if _, err := c.doc.Commit("set " + key); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func sameHeads(a, b *automerge.Doc) bool {
+	ha, hb := a.Heads(), b.Heads()
+	slices.SortFunc(ha, func(x, y automerge.ChangeHash) int { return slices.Compare(x[:], y[:]) })
+	slices.SortFunc(hb, func(x, y automerge.ChangeHash) int { return slices.Compare(x[:], y[:]) })
+	return slices.Equal(ha, hb)
+}
+
+// faultyStore wraps a real store with switches that make calls fail or wait.
+type faultyStore struct {
+	room.Store
+	failLoads   atomic.Int32 // fail this many Loads
+	failAppends atomic.Bool
+	appends     atomic.Int32
+
+	mu    sync.Mutex
+	enter chan struct{} // when non-nil, Append signals entry
+	gate  chan struct{} // when non-nil, Append waits for it to close
+}
+
+// hold makes every Append signal enter and then wait until gate is closed.
+func (s *faultyStore) hold(enter, gate chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.enter, s.gate = enter, gate
+}
+
+var errInjected = errors.New("injected failure")
+
+func (s *faultyStore) Load(ctx context.Context, id wire.DocID) (room.StoredDoc, error) {
+	if s.failLoads.Add(-1) >= 0 {
+		return room.StoredDoc{}, errInjected
+	}
+	return s.Store.Load(ctx, id)
+}
+
+func (s *faultyStore) Append(ctx context.Context, id wire.DocID, chs []room.Change) (int64, error) {
+	s.mu.Lock()
+	enter, gate := s.enter, s.gate
+	s.mu.Unlock()
+	if enter != nil {
+		select {
+		case enter <- struct{}{}:
+		default:
+		}
+	}
+	if gate != nil {
+		<-gate
+	}
+	if s.failAppends.Load() {
+		return 0, errInjected
+	}
+	s.appends.Add(1)
+	return s.Store.Append(ctx, id, chs)
+}
+
+func newStore(t *testing.T) *faultyStore {
+	t.Helper()
+	st, err := docstore.OpenSQLite(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return &faultyStore{Store: st}
+}
+
+func newRegistry(t *testing.T, st room.Store, cfg room.Config) *room.Registry {
+	t.Helper()
+	reg := room.NewRegistry(st, cfg)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := reg.Close(ctx); err != nil {
+			t.Errorf("close registry: %v", err)
+		}
+	})
+	return reg
+}
+
+func TestTwoPeersSyncThroughRoom(t *testing.T) {
+	t.Parallel()
+	st := newStore(t)
+	reg := newRegistry(t, st, room.Config{})
+	id := wire.NewDocID()
+
+	a := newClient(t, reg, id, "peer-a")
+	a.set("hello", "world")
+	b := newClient(t, reg, id, "peer-b")
+
+	a.syncUntil(func() bool { return st.appends.Load() > 0 })
+	b.syncUntil(func() bool { return sameHeads(a.doc, b.doc) })
+	if v, err := b.doc.Path("hello").Get(); err != nil || v.Str() != "world" {
+		t.Fatalf("b has hello=%v (%v)", v, err)
+	}
+
+	// An edit by b reaches a without a's asking: the room fans out.
+	b.set("count", int64(2))
+	b.syncUntil(func() bool { return st.appends.Load() > 1 })
+	a.syncUntil(func() bool { return sameHeads(a.doc, b.doc) })
+}
+
+func TestChangesDurableBeforeAdvertised(t *testing.T) {
+	t.Parallel()
+	st := newStore(t)
+	reg := newRegistry(t, st, room.Config{})
+	id := wire.NewDocID()
+	a := newClient(t, reg, id, "peer-a")
+	b := newClient(t, reg, id, "peer-b")
+	a.set("v", int64(1))
+	a.syncUntil(func() bool { return st.appends.Load() == 1 })
+	b.syncUntil(func() bool { return sameHeads(a.doc, b.doc) })
+	for len(b.peer.out) > 0 { // b is idle
+		<-b.peer.out
+	}
+
+	// Hold the next append; while it is held, nothing may leave the room.
+	enter, gate := make(chan struct{}, 16), make(chan struct{})
+	st.hold(enter, gate)
+	a.set("v", int64(2))
+	heads := a.doc.Heads()
+	if !a.send(wire.TypeSync) {
+		t.Fatal("a has nothing to send")
+	}
+	<-enter
+	time.Sleep(50 * time.Millisecond) // give a wrong implementation the chance to leak
+	if n := len(b.peer.out) + len(a.peer.out); n != 0 {
+		t.Fatalf("%d messages left the room while the change was not durable", n)
+	}
+	close(gate)
+	m, ok := b.next(5 * time.Second)
+	if !ok {
+		t.Fatal("b got nothing after the append completed")
+	}
+	sm, err := b.ss.ReceiveMessage(m.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(sm.Heads(), heads) {
+		t.Fatalf("advertised heads %v, want %v", sm.Heads(), heads)
+	}
+}
+
+func TestFailedLoadIsNotCached(t *testing.T) {
+	t.Parallel()
+	st := newStore(t)
+	reg := newRegistry(t, st, room.Config{})
+	id := wire.NewDocID()
+	a := newClient(t, reg, id, "peer-a")
+	a.set("k", "v")
+	a.syncUntil(func() bool { return st.appends.Load() == 1 })
+
+	// Evict by closing this registry; a new one over the same store fails
+	// its first load.
+	st.failLoads.Store(1)
+	reg2 := newRegistry(t, st, room.Config{})
+	b := newClient(t, reg2, id, "peer-b")
+	b.send(wire.TypeRequest)
+	select {
+	case code := <-b.peer.failed:
+		if code != wire.CloseTryAgainLater {
+			t.Fatalf("close code %d, want %d", code, wire.CloseTryAgainLater)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("peer waiting for a failed load was not told")
+	}
+	// The failure was not cached as an empty document: the next attempt
+	// loads the real one.
+	c := newClient(t, reg2, id, "peer-c")
+	c.syncUntil(func() bool { return sameHeads(a.doc, c.doc) })
+}
+
+func TestIdleRoomIsCompactedEvictedAndReloaded(t *testing.T) {
+	t.Parallel()
+	st := newStore(t)
+	reg := newRegistry(t, st, room.Config{IdleTimeout: 50 * time.Millisecond})
+	id := wire.NewDocID()
+	a := newClient(t, reg, id, "peer-a")
+	for i := range 5 {
+		a.set(fmt.Sprint("k", i), int64(i))
+	}
+	a.syncUntil(func() bool { return st.appends.Load() > 0 })
+	reg.Leave(context.Background(), id, a.peer)
+	waitFor(t, func() bool { return reg.Len() == 0 })
+
+	stored, err := st.Load(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored.Snapshot == nil || len(stored.Changes) != 0 {
+		t.Fatalf("after eviction: snapshot %d bytes, %d logged changes; want a snapshot only", len(stored.Snapshot), len(stored.Changes))
+	}
+	b := newClient(t, reg, id, "peer-b")
+	b.syncUntil(func() bool { return sameHeads(a.doc, b.doc) })
+	if reg.Len() != 1 {
+		t.Fatalf("%d rooms in memory, want 1", reg.Len())
+	}
+}
+
+func TestRequestUnavailableThenAvailable(t *testing.T) {
+	t.Parallel()
+	st := newStore(t)
+	reg := newRegistry(t, st, room.Config{})
+	id := wire.NewDocID()
+	b := newClient(t, reg, id, "peer-b")
+	b.send(wire.TypeRequest)
+	var gotUnavailable bool
+	for !gotUnavailable {
+		m, ok := b.next(5 * time.Second)
+		if !ok {
+			t.Fatal("no doc-unavailable")
+		}
+		gotUnavailable = m.Type == wire.TypeDocUnavailable && m.DocumentID == id
+	}
+	// Another peer creates the document: b, still in the room, gets it
+	// without asking again.
+	a := newClient(t, reg, id, "peer-a")
+	a.set("late", true)
+	a.syncUntil(func() bool { return st.appends.Load() > 0 })
+	deadline := time.Now().Add(5 * time.Second)
+	for !sameHeads(a.doc, b.doc) {
+		m, ok := b.next(time.Until(deadline))
+		if !ok {
+			t.Fatal("b never received the document")
+		}
+		if m.Type == wire.TypeDocUnavailable {
+			t.Fatal("doc-unavailable sent twice")
+		}
+		if _, err := b.ss.ReceiveMessage(m.Data); err != nil {
+			t.Fatal(err)
+		}
+		b.send(wire.TypeSync)
+	}
+}
+
+func TestCompactionPastThreshold(t *testing.T) {
+	t.Parallel()
+	st := newStore(t)
+	reg := newRegistry(t, st, room.Config{CompactChanges: 5})
+	id := wire.NewDocID()
+	a := newClient(t, reg, id, "peer-a")
+	for i := range 12 {
+		a.set(fmt.Sprint("k", i), int64(i))
+		a.syncUntil(func() bool { return st.appends.Load() == int32(i+1) })
+	}
+	stored, err := st.Load(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored.Snapshot == nil || len(stored.Changes) >= 5 {
+		t.Fatalf("snapshot %d bytes and %d logged changes; want a snapshot and fewer than 5", len(stored.Snapshot), len(stored.Changes))
+	}
+	// What is stored loads as the whole document.
+	reg2 := newRegistry(t, st, room.Config{})
+	b := newClient(t, reg2, id, "peer-b")
+	b.syncUntil(func() bool { return sameHeads(a.doc, b.doc) })
+}
+
+func TestBadSyncDataFailsOnlyThatPeer(t *testing.T) {
+	t.Parallel()
+	st := newStore(t)
+	reg := newRegistry(t, st, room.Config{})
+	id := wire.NewDocID()
+	a := newClient(t, reg, id, "peer-a")
+	a.set("k", "v")
+	a.syncUntil(func() bool { return st.appends.Load() == 1 })
+	bad := newTestPeer("peer-bad")
+	for _, data := range [][]byte{{0x42, 0xff, 0xff, 0x01}, []byte("garbage"), {}} {
+		if err := reg.Sync(context.Background(), bad, wire.Message{Type: wire.TypeSync, SenderID: bad.id, DocumentID: id, Data: data}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case code := <-bad.failed:
+			if code != wire.CloseInvalidData {
+				t.Fatalf("close code %d, want %d", code, wire.CloseInvalidData)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("bad data %x was not refused", data)
+		}
+	}
+	// The room carries on for everyone else.
+	a.set("k2", "v2")
+	a.syncUntil(func() bool { return st.appends.Load() == 2 })
+	b := newClient(t, reg, id, "peer-b")
+	b.syncUntil(func() bool { return sameHeads(a.doc, b.doc) })
+}
+
+func TestStoreFailureHoldsChangesUntilDurable(t *testing.T) {
+	t.Parallel()
+	st := newStore(t)
+	reg := newRegistry(t, st, room.Config{RetryBackoff: 10 * time.Millisecond})
+	id := wire.NewDocID()
+	a := newClient(t, reg, id, "peer-a")
+	b := newClient(t, reg, id, "peer-b")
+	a.set("k", "v")
+	a.syncUntil(func() bool { return st.appends.Load() == 1 })
+	b.syncUntil(func() bool { return sameHeads(a.doc, b.doc) })
+	for len(b.peer.out) > 0 {
+		<-b.peer.out
+	}
+
+	st.failAppends.Store(true)
+	a.set("k", "during outage")
+	a.send(wire.TypeSync)
+	if m, ok := b.next(300 * time.Millisecond); ok {
+		t.Fatalf("b was sent %s while the change could not be stored", m.Type)
+	}
+	st.failAppends.Store(false)
+	waitFor(t, func() bool { return st.appends.Load() == 2 })
+	b.syncUntil(func() bool { return sameHeads(a.doc, b.doc) })
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached within 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
