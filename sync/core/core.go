@@ -8,6 +8,7 @@ package core
 
 import (
 	"bytes"
+	"encoding/hex"
 	"errors"
 	"fmt"
 
@@ -26,6 +27,12 @@ type Change struct {
 // Doc is an Automerge document.
 type Doc struct {
 	d *automerge.Doc
+	// seqs is the highest change seq per actor that the document holds or
+	// has accepted into the core's queue (built on first Receive), and
+	// queued the changes accepted whose dependencies have not arrived. They
+	// let Receive refuse changes that would crash the core (syncmsg.go).
+	seqs   map[string]uint64
+	queued map[Hash]uint64
 }
 
 // NewDoc returns an empty document.
@@ -87,25 +94,105 @@ func (d *Doc) NewSyncState() *SyncState {
 var ErrBadSyncMessage = errors.New("invalid sync message")
 
 // Receive applies one sync message from the peer to the document and returns
-// the changes it carried (already applied, or queued by the core until their
-// dependencies arrive). The returned bytes are what a change log stores.
+// the changes it carried that the document did not have (applied now, or
+// queued by the core until their dependencies arrive). The returned bytes
+// are what a change log stores. A message that is malformed, or whose
+// changes do not extend their actors' histories in order, is refused with
+// an error wrapping ErrBadSyncMessage and changes nothing.
 func (s *SyncState) Receive(msg []byte) ([]Change, error) {
 	if len(msg) == 0 {
 		return nil, fmt.Errorf("%w: empty", ErrBadSyncMessage)
+	}
+	parsed, err := parseSyncMessage(msg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadSyncMessage, err)
+	}
+	fresh, err := s.doc.admit(parsed.changes)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadSyncMessage, err)
 	}
 	sm, err := s.s.ReceiveMessage(msg)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadSyncMessage, err)
 	}
-	chs := sm.Changes()
-	if len(chs) == 0 {
+	if len(fresh) == 0 {
 		return nil, nil
 	}
-	out := make([]Change, len(chs))
-	for i, c := range chs {
-		out[i] = Change{Hash: Hash(c.Hash()), Data: c.Save()}
+	s.doc.settle(fresh)
+	byHash := make(map[Hash][]byte, len(fresh))
+	for _, c := range sm.Changes() {
+		byHash[Hash(c.Hash())] = c.Save()
+	}
+	out := make([]Change, 0, len(fresh))
+	for _, c := range fresh {
+		if data, ok := byHash[c.hash]; ok {
+			out = append(out, Change{Hash: c.hash, Data: data})
+		}
 	}
 	return out, nil
+}
+
+// admit checks that the changes a peer sent, taken in order, each extend
+// their actor's history by one (or are already known), and returns the new
+// ones. The core itself accepts a change whose seq skips ahead and then
+// panics when it generates a message; this refuses such changes first.
+func (d *Doc) admit(changes []changeHeader) ([]changeHeader, error) {
+	if len(changes) == 0 {
+		return nil, nil
+	}
+	if d.seqs == nil {
+		if err := d.indexSeqs(); err != nil {
+			return nil, err
+		}
+	}
+	var fresh []changeHeader
+	next := map[string]uint64{} // seqs as this message advances them
+	seen := make(map[Hash]bool, len(changes))
+	for _, c := range changes {
+		if _, ok := d.queued[c.hash]; ok || seen[c.hash] || d.Has(c.hash) {
+			continue
+		}
+		seen[c.hash] = true
+		last, ok := next[c.actor]
+		if !ok {
+			last = d.seqs[c.actor]
+		}
+		if c.seq != last+1 {
+			return nil, fmt.Errorf("change %x by actor %x has seq %d, but the actor's last known change is seq %d",
+				c.hash[:4], c.actor, c.seq, last)
+		}
+		next[c.actor] = c.seq
+		fresh = append(fresh, c)
+	}
+	return fresh, nil
+}
+
+// settle records admitted changes after the core took them.
+func (d *Doc) settle(fresh []changeHeader) {
+	for _, c := range fresh {
+		d.seqs[c.actor] = max(d.seqs[c.actor], c.seq)
+		d.queued[c.hash] = c.seq
+	}
+	for h := range d.queued {
+		if d.Has(h) {
+			delete(d.queued, h)
+		}
+	}
+}
+
+// indexSeqs builds the per-actor seq index from the document's history.
+func (d *Doc) indexSeqs() error {
+	chs, err := d.d.Changes()
+	if err != nil {
+		return fmt.Errorf("index document history: %w", err)
+	}
+	d.seqs = make(map[string]uint64)
+	d.queued = make(map[Hash]uint64)
+	for _, c := range chs {
+		a := string(mustHex(c.ActorID()))
+		d.seqs[a] = max(d.seqs[a], c.ActorSeq())
+	}
+	return nil
 }
 
 // Generate returns the next sync message for the peer, or false when there is
@@ -124,4 +211,13 @@ func hashes(hs []automerge.ChangeHash) []Hash {
 		out[i] = Hash(h)
 	}
 	return out
+}
+
+// mustHex decodes an actor ID as automerge-go renders it (hex).
+func mustHex(s string) []byte {
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		panic(fmt.Sprintf("automerge-go returned a non-hex actor ID %q", s))
+	}
+	return b
 }

@@ -1,0 +1,220 @@
+package core
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+)
+
+// The Automerge core this server links (automerge-go, Rust core 0.5.0) is
+// built with panic=abort: a panic inside it kills the whole process. Some
+// malformed sync messages make it panic (found by FuzzReceive: a change
+// whose seq skips ahead of its actor's history passes the core's checks and
+// later makes GenerateMessage index out of range; a Bloom filter with
+// entries but no bits divides by zero). So every message from a peer is
+// parsed and checked here first, and only well-formed messages whose
+// changes extend their actors' histories in order reach the core. The
+// format is SYNC-ALGORITHM.md §1.
+
+// Limits on what a peer's sync message may contain, far above what stock
+// clients send (one have entry, 7 probes, 10 bits per entry).
+const (
+	maxHaveEntries = 64
+	maxBloomProbes = 64
+	maxBloomBits   = 64
+	maxActorLen    = 128
+)
+
+var errShort = errors.New("truncated")
+
+// syncMessage is the part of a sync message the server checks.
+type syncMessage struct {
+	heads   []Hash
+	changes []changeHeader
+}
+
+// changeHeader is what the server reads of one change chunk.
+type changeHeader struct {
+	hash  Hash
+	actor string
+	seq   uint64
+	deps  []Hash
+}
+
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) fail(err error) {
+	if r.err == nil {
+		r.err = err
+	}
+}
+
+func (r *reader) byte() byte {
+	if r.err != nil || len(r.b) == 0 {
+		r.fail(errShort)
+		return 0
+	}
+	c := r.b[0]
+	r.b = r.b[1:]
+	return c
+}
+
+// uleb reads an unsigned LEB128 number, rejecting overlong encodings and
+// values over 64 bits, as the core does.
+func (r *reader) uleb() uint64 {
+	var v uint64
+	for shift := 0; ; shift += 7 {
+		c := r.byte()
+		if r.err != nil {
+			return 0
+		}
+		if shift == 63 && c > 1 {
+			r.fail(errors.New("LEB128 value overflows 64 bits"))
+			return 0
+		}
+		v |= uint64(c&0x7f) << shift
+		if c&0x80 == 0 {
+			if c == 0 && shift > 0 {
+				r.fail(errors.New("overlong LEB128"))
+			}
+			return v
+		}
+	}
+}
+
+func (r *reader) take(n uint64) []byte {
+	if r.err != nil || n > uint64(len(r.b)) {
+		r.fail(errShort)
+		return nil
+	}
+	out := r.b[:n]
+	r.b = r.b[n:]
+	return out
+}
+
+func (r *reader) hashes() []Hash {
+	n := r.uleb()
+	if r.err != nil || n > uint64(len(r.b))/32 {
+		r.fail(errShort)
+		return nil
+	}
+	out := make([]Hash, n)
+	for i := range out {
+		copy(out[i][:], r.take(32))
+	}
+	return out
+}
+
+// parseSyncMessage checks a V1 sync message's structure and reads the
+// headers of the changes it carries.
+func parseSyncMessage(b []byte) (syncMessage, error) {
+	r := &reader{b: b}
+	var m syncMessage
+	switch v := r.byte(); {
+	case r.err != nil:
+		return m, r.err
+	case v == 0x43:
+		return m, errors.New("V2 sync messages are not supported (this server never advertises them)")
+	case v != 0x42:
+		return m, fmt.Errorf("unknown sync message type 0x%02x", v)
+	}
+	m.heads = r.hashes()
+	r.hashes() // need
+	haves := r.uleb()
+	if haves > maxHaveEntries {
+		return m, fmt.Errorf("%d have entries", haves)
+	}
+	for range haves {
+		r.hashes() // last_sync
+		if err := checkBloom(r.take(r.uleb())); err != nil {
+			return m, err
+		}
+	}
+	n := r.uleb()
+	if r.err == nil && n > uint64(len(r.b)) {
+		r.fail(errShort)
+	}
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		c, err := parseChange(r.take(r.uleb()))
+		if err != nil {
+			return m, fmt.Errorf("change %d: %w", i, err)
+		}
+		m.changes = append(m.changes, c)
+	}
+	// What follows (a capabilities or flags trailer) is ignored, as every
+	// core version does.
+	return m, r.err
+}
+
+func checkBloom(b []byte) error {
+	if len(b) == 0 {
+		return nil // the empty filter
+	}
+	r := &reader{b: b}
+	entries, bitsPer, probes := r.uleb(), r.uleb(), r.uleb()
+	if r.err != nil {
+		return fmt.Errorf("bloom filter: %w", r.err)
+	}
+	if entries > 1<<32-1 || bitsPer > maxBloomBits || probes > maxBloomProbes {
+		return fmt.Errorf("bloom filter parameters out of range (%d entries, %d bits each, %d probes)", entries, bitsPer, probes)
+	}
+	capacity := (entries*bitsPer + 7) / 8
+	if entries > 0 && capacity == 0 {
+		return errors.New("bloom filter with entries but no bits")
+	}
+	if capacity > uint64(len(r.b)) {
+		return errors.New("bloom filter shorter than its parameters say")
+	}
+	return nil
+}
+
+var chunkMagic = [4]byte{0x85, 0x6f, 0x4a, 0x83}
+
+// parseChange checks one change chunk (magic, checksum, type, exact length)
+// and reads its deps, actor and seq.
+func parseChange(b []byte) (changeHeader, error) {
+	var c changeHeader
+	r := &reader{b: b}
+	if magic := r.take(4); r.err != nil || [4]byte(magic) != chunkMagic {
+		return c, errors.New("not an Automerge chunk")
+	}
+	sum := r.take(4)
+	typ := r.byte()
+	hashed := r.b // from the length on, for the hash
+	length := r.uleb()
+	data := r.take(length)
+	if r.err != nil {
+		return c, fmt.Errorf("chunk: %w", r.err)
+	}
+	if typ != 1 {
+		return c, fmt.Errorf("chunk type %d: only uncompressed change chunks are accepted", typ)
+	}
+	if len(r.b) != 0 {
+		return c, fmt.Errorf("%d bytes after the change", len(r.b))
+	}
+	h := sha256.New()
+	h.Write([]byte{typ})
+	h.Write(hashed)
+	copy(c.hash[:], h.Sum(nil))
+	if string(c.hash[:4]) != string(sum) {
+		return c, errors.New("bad chunk checksum")
+	}
+	r = &reader{b: data}
+	c.deps = r.hashes()
+	actorLen := r.uleb()
+	if actorLen == 0 || actorLen > maxActorLen {
+		return c, fmt.Errorf("actor ID of %d bytes", actorLen)
+	}
+	c.actor = string(r.take(actorLen))
+	c.seq = r.uleb()
+	if r.err != nil {
+		return c, fmt.Errorf("change header: %w", r.err)
+	}
+	if c.seq == 0 {
+		return c, errors.New("change with seq 0")
+	}
+	return c, nil
+}
