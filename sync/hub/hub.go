@@ -127,10 +127,3 @@ func (h *Hub) register(c *Conn) *Conn {
 	h.byPeer[c.peerID] = c
 	return old
 }
-
-// current reports whether c is its peer's current connection.
-func (h *Hub) current(c *Conn) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.byPeer[c.peerID] == c
-}

@@ -1,0 +1,341 @@
+package docstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"modernc.org/sqlite" // registers the "sqlite" driver
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/tandem-sync/tandem/migrations"
+	"github.com/tandem-sync/tandem/sync/room"
+	"github.com/tandem-sync/tandem/sync/wire"
+)
+
+// SQLiteFile is the name of the database file OpenSQLite keeps in its
+// directory (with SQLite's -wal and -shm files beside it).
+const SQLiteFile = "tandem.db"
+
+// SQLite is the embedded document store: one SQLite database in WAL mode
+// with synchronous=FULL, so that a change is on disk (fsynced) before Append
+// returns. It implements room.Store and is safe for concurrent use.
+//
+// SQLite allows one writer at a time, so every write goes through a single
+// goroutine, which commits whatever writes are waiting together in one
+// transaction (group commit): the appends of many rooms share one fsync.
+// Reads (Load, Stat) use a small pool of connections and never wait for
+// writes.
+type SQLite struct {
+	db   *sql.DB
+	path string
+	now  func() time.Time
+
+	ops    chan *writeOp // to the writer goroutine; unbuffered
+	closed chan struct{} // closed by Close
+	wg     sync.WaitGroup
+
+	closeOnce sync.Once
+	closeErr  error
+
+	idMu      sync.Mutex
+	storageID string // cached once read or made
+}
+
+// SQLiteOption configures OpenSQLite.
+type SQLiteOption func(*sqliteOptions)
+
+type sqliteOptions struct {
+	busyTimeout time.Duration
+	readConns   int
+	maxBatch    int
+	now         func() time.Time
+}
+
+// WithBusyTimeout sets how long a statement waits for a lock held by another
+// process sharing the database file (default 10s).
+func WithBusyTimeout(d time.Duration) SQLiteOption {
+	return func(o *sqliteOptions) { o.busyTimeout = d }
+}
+
+// WithReadConns sets how many connections serve reads concurrently with the
+// writer (default 4, at least 1).
+func WithReadConns(n int) SQLiteOption {
+	return func(o *sqliteOptions) { o.readConns = max(n, 1) }
+}
+
+// WithClock sets the clock used for the documents' created and updated
+// times (default time.Now).
+func WithClock(now func() time.Time) SQLiteOption {
+	return func(o *sqliteOptions) { o.now = now }
+}
+
+// OpenSQLite opens (creating them if needed) the directory dir and the
+// database dir/tandem.db, and brings its schema up to date. Several
+// processes may open the same directory at once; their migrations and
+// writes serialize on SQLite's file lock.
+func OpenSQLite(ctx context.Context, dir string, opts ...SQLiteOption) (*SQLite, error) {
+	o := sqliteOptions{busyTimeout: 10 * time.Second, readConns: 4, maxBatch: 256, now: time.Now}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("sqlite: open: %w", err)
+	}
+	path, err := filepath.Abs(filepath.Join(dir, SQLiteFile))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open: %w", err)
+	}
+	db, err := sql.Open("sqlite", sqliteDSN(path, o.busyTimeout))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(1 + o.readConns)
+	db.SetMaxIdleConns(1 + o.readConns)
+	db.SetConnMaxIdleTime(0)
+	db.SetConnMaxLifetime(0)
+
+	if err := enableWAL(ctx, db, o.busyTimeout); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlite: open %s: enable WAL: %w", path, err)
+	}
+	if err := checkSynchronous(ctx, db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	if _, err := runMigrations(ctx, migrations.SQLite(), sqliteMigrator{db: db, now: o.now}); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	s := &SQLite{
+		db:     db,
+		path:   path,
+		now:    o.now,
+		ops:    make(chan *writeOp),
+		closed: make(chan struct{}),
+	}
+	s.wg.Add(1)
+	go s.writer(o.maxBatch)
+	return s, nil
+}
+
+// sqliteDSN returns the data source name for the database file at path (an
+// absolute path). Every connection gets the PRAGMAs busy_timeout (first),
+// synchronous=FULL, so that a commit in WAL mode is fsynced, and
+// foreign_keys; the journal mode persists in the file, so enableWAL sets it
+// once. _txlock=immediate makes BeginTx (but not a read-only transaction)
+// start with BEGIN IMMEDIATE, taking the write lock at once.
+func sqliteDSN(path string, busyTimeout time.Duration) string {
+	q := url.Values{}
+	q.Set("_busy_timeout", strconv.FormatInt(busyTimeout.Milliseconds(), 10))
+	q.Set("_synchronous", "FULL")
+	q.Set("_foreign_keys", "1")
+	q.Set("_txlock", "immediate")
+	u := url.URL{Scheme: "file", Path: filepath.ToSlash(path), RawQuery: q.Encode()}
+	return u.String()
+}
+
+// enableWAL switches the database file to WAL mode, which persists in the
+// file. Two processes switching a new file at the same time can each hold a
+// shared lock while wanting an exclusive one; SQLite then fails one of them
+// with SQLITE_BUSY at once rather than calling the busy handler (which
+// would deadlock), so retry until timeout. A file system without shared
+// memory support leaves the mode unchanged: that is an error.
+func enableWAL(ctx context.Context, db *sql.DB, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for delay := time.Millisecond; ; delay = min(2*delay, 50*time.Millisecond) {
+		var mode string
+		err := db.QueryRowContext(ctx, `PRAGMA journal_mode = WAL`).Scan(&mode)
+		if err == nil {
+			if !strings.EqualFold(mode, "wal") {
+				return fmt.Errorf("journal_mode is %q, not WAL", mode)
+			}
+			return nil
+		}
+		var se *sqlite.Error
+		if !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// checkSynchronous verifies that the DSN's synchronous=FULL took effect.
+func checkSynchronous(ctx context.Context, db *sql.DB) error {
+	var sync int
+	if err := db.QueryRowContext(ctx, `PRAGMA synchronous`).Scan(&sync); err != nil {
+		return err
+	}
+	if sync < 2 {
+		return fmt.Errorf("synchronous is %d, not FULL", sync)
+	}
+	return nil
+}
+
+// Path returns the database file's absolute path.
+func (s *SQLite) Path() string { return s.path }
+
+// StorageID implements room.Store.
+func (s *SQLite) StorageID(ctx context.Context) (string, error) {
+	s.idMu.Lock()
+	defer s.idMu.Unlock()
+	if s.storageID != "" {
+		return s.storageID, nil
+	}
+	fresh := uuid.NewString() // version 4, from crypto/rand
+	var id string
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES ('storage_id', ?)
+			ON CONFLICT (key) DO NOTHING`, fresh); err != nil {
+			return err
+		}
+		return tx.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'storage_id'`).Scan(&id)
+	})
+	if err != nil {
+		return "", fmt.Errorf("sqlite: storage ID: %w", err)
+	}
+	s.storageID = id
+	return id, nil
+}
+
+// Load implements room.Store.
+func (s *SQLite) Load(ctx context.Context, id wire.DocID) (room.StoredDoc, error) {
+	doc, err := s.load(ctx, id)
+	if err != nil {
+		return room.StoredDoc{}, fmt.Errorf("sqlite: load %s: %w", id, err)
+	}
+	return doc, nil
+}
+
+func (s *SQLite) load(ctx context.Context, id wire.DocID) (room.StoredDoc, error) {
+	var doc room.StoredDoc
+	if s.isClosed() {
+		return doc, ErrClosed
+	}
+	// One read transaction, so that the snapshot and the log agree even if
+	// a compaction commits meanwhile.
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return doc, err
+	}
+	defer tx.Rollback() //nolint:errcheck // read-only
+
+	var heads []byte
+	var snapSeq int64
+	err = tx.QueryRowContext(ctx, `SELECT snapshot, snapshot_heads, snapshot_seq, last_seq
+		FROM docs WHERE doc_id = ?`, string(id)).Scan(&doc.Snapshot, &heads, &snapSeq, &doc.LastSeq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return room.StoredDoc{}, room.ErrNotFound
+	}
+	if err != nil {
+		return doc, err
+	}
+	if doc.SnapshotHeads, err = decodeHeads(heads); err != nil {
+		return doc, err
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT data FROM changes WHERE doc_id = ? AND seq > ? ORDER BY seq`,
+		string(id), snapSeq)
+	if err != nil {
+		return doc, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var data []byte // Scan copies into a fresh slice
+		if err := rows.Scan(&data); err != nil {
+			return doc, err
+		}
+		if data == nil {
+			data = []byte{}
+		}
+		doc.Changes = append(doc.Changes, data)
+	}
+	if err := rows.Err(); err != nil {
+		return doc, err
+	}
+	if doc.Snapshot == nil && len(doc.Changes) == 0 {
+		return room.StoredDoc{}, room.ErrNotFound
+	}
+	return doc, nil
+}
+
+// Stat returns what the store holds for the document, or an error wrapping
+// room.ErrNotFound.
+func (s *SQLite) Stat(ctx context.Context, id wire.DocID) (DocStat, error) {
+	st := DocStat{ID: id}
+	var created, updated int64
+	err := s.db.QueryRowContext(ctx, `SELECT size_bytes, coalesce(length(snapshot), 0), change_count,
+			last_seq, snapshot_seq, created_at, updated_at
+		FROM docs WHERE doc_id = ?`, string(id)).Scan(
+		&st.Size, &st.SnapshotSize, &st.ChangeCount, &st.LastSeq, &st.SnapshotSeq, &created, &updated)
+	switch {
+	case s.isClosed():
+		err = ErrClosed
+	case errors.Is(err, sql.ErrNoRows):
+		err = room.ErrNotFound
+	}
+	if err != nil {
+		return DocStat{}, fmt.Errorf("sqlite: stat %s: %w", id, err)
+	}
+	st.CreatedAt = time.UnixMilli(created)
+	st.UpdatedAt = time.UnixMilli(updated)
+	return st, nil
+}
+
+// Close stops the writer after the writes in progress and closes the
+// database. Later calls return the first call's result.
+func (s *SQLite) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.closed)
+		s.wg.Wait()
+		if err := s.db.Close(); err != nil {
+			s.closeErr = fmt.Errorf("sqlite: close: %w", err)
+		}
+	})
+	return s.closeErr
+}
+
+func (s *SQLite) isClosed() bool {
+	select {
+	case <-s.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// encodeHeads concatenates heads (never nil: the column is NOT NULL).
+func encodeHeads(heads []room.Hash) []byte {
+	b := make([]byte, 0, len(heads)*len(room.Hash{}))
+	for _, h := range heads {
+		b = append(b, h[:]...)
+	}
+	return b
+}
+
+func decodeHeads(b []byte) ([]room.Hash, error) {
+	const n = len(room.Hash{})
+	if len(b)%n != 0 {
+		return nil, fmt.Errorf("snapshot heads are %d bytes, not a multiple of %d", len(b), n)
+	}
+	if len(b) == 0 {
+		return nil, nil
+	}
+	heads := make([]room.Hash, len(b)/n)
+	for i := range heads {
+		copy(heads[i][:], b[i*n:])
+	}
+	return heads, nil
+}

@@ -1,0 +1,352 @@
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"regexp"
+	"sync"
+	"testing"
+
+	"github.com/tandem-sync/tandem/sync/room"
+	"github.com/tandem-sync/tandem/sync/wire"
+)
+
+var uuidV4 = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+
+func testStorageID(t *testing.T, s room.Store) {
+	// First use from several goroutines at once: all get the same ID.
+	ids := make([]string, 4)
+	var wg sync.WaitGroup
+	for i := range ids {
+		wg.Go(func() {
+			var err error
+			if ids[i], err = s.StorageID(context.Background()); err != nil {
+				t.Errorf("StorageID: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	id := storageID(t, s)
+	if !uuidV4.MatchString(id) {
+		t.Errorf("StorageID = %q, want a lower-case UUIDv4", id)
+	}
+	for i, got := range ids {
+		if got != id {
+			t.Errorf("concurrent StorageID #%d = %q, want %q", i, got, id)
+		}
+	}
+	for range 3 {
+		if again := storageID(t, s); again != id {
+			t.Fatalf("StorageID changed from %q to %q", id, again)
+		}
+	}
+}
+
+func testLoadUnknown(t *testing.T, s room.Store) {
+	_, err := s.Load(context.Background(), wire.NewDocID())
+	if !errors.Is(err, room.ErrNotFound) {
+		t.Fatalf("Load(unknown) error = %v, want room.ErrNotFound", err)
+	}
+}
+
+func testAppendLoad(t *testing.T, s room.Store) {
+	id := wire.NewDocID()
+	a := NewChanges(3, 100)
+	b := NewChanges(2, 1000)
+	seq1 := appendOK(t, s, id, a)
+	if seq1 < 3 {
+		t.Errorf("first Append of 3 changes returned seq %d, want >= 3", seq1)
+	}
+	seq2 := appendOK(t, s, id, b)
+	if seq2 < seq1+2 {
+		t.Errorf("second Append of 2 changes returned seq %d after %d", seq2, seq1)
+	}
+	doc := load(t, s, id)
+	if doc.Snapshot != nil || len(doc.SnapshotHeads) != 0 {
+		t.Errorf("Load: snapshot %d bytes, %d heads; want none", len(doc.Snapshot), len(doc.SnapshotHeads))
+	}
+	wantChanges(t, doc, append(a, b...)...)
+	if doc.LastSeq != seq2 {
+		t.Errorf("Load: LastSeq = %d, want %d (last Append's result)", doc.LastSeq, seq2)
+	}
+}
+
+func testDuplicates(t *testing.T, s room.Store) {
+	id := wire.NewDocID()
+	c := NewChanges(3, 64)
+	seq1 := appendOK(t, s, id, []room.Change{c[0], c[1], c[0], c[1]})
+	seq2 := appendOK(t, s, id, []room.Change{c[1], c[0]})
+	if seq2 != seq1 {
+		t.Errorf("Append of logged changes moved the seq from %d to %d", seq1, seq2)
+	}
+	seq3 := appendOK(t, s, id, []room.Change{c[1], c[2], c[2]})
+	if seq3 <= seq1 {
+		t.Errorf("Append of one new change returned seq %d, not after %d", seq3, seq1)
+	}
+	doc := load(t, s, id)
+	wantChanges(t, doc, c...)
+	if doc.LastSeq != seq3 {
+		t.Errorf("LastSeq = %d, want %d", doc.LastSeq, seq3)
+	}
+}
+
+func testAppendEmpty(t *testing.T, s room.Store) {
+	ctx := context.Background()
+	id := wire.NewDocID()
+	for _, empty := range [][]room.Change{nil, {}} {
+		seq, err := s.Append(ctx, id, empty)
+		if err != nil || seq != 0 {
+			t.Errorf("Append(unknown, %#v) = %d, %v; want 0, nil", empty, seq, err)
+		}
+	}
+	if _, err := s.Load(ctx, id); !errors.Is(err, room.ErrNotFound) {
+		t.Errorf("Load after empty Append: error %v, want room.ErrNotFound (no document created)", err)
+	}
+	last := appendOK(t, s, id, NewChanges(2, 10))
+	if seq := appendOK(t, s, id, nil); seq != last {
+		t.Errorf("Append(known, nil) = %d, want the last seq %d", seq, last)
+	}
+}
+
+func testCompact(t *testing.T, s room.Store) {
+	ctx := context.Background()
+	id := wire.NewDocID()
+	c := NewChanges(6, 200)
+	var seqs []int64
+	for _, ch := range c[:3] {
+		seqs = append(seqs, appendOK(t, s, id, []room.Change{ch}))
+	}
+	// Compact through the second change: the third stays.
+	snap1, heads1 := RandomBytes(5000), NewHeads(2)
+	compactOK(t, s, id, snap1, heads1, seqs[1])
+	doc := load(t, s, id)
+	wantSnapshot(t, doc, snap1, heads1)
+	wantChanges(t, doc, c[2])
+	if doc.LastSeq != seqs[2] {
+		t.Errorf("LastSeq after compaction = %d, want %d", doc.LastSeq, seqs[2])
+	}
+
+	// Append past the compaction point, then compact through an earlier
+	// seq than the last: later changes survive.
+	seqs = append(seqs, appendOK(t, s, id, c[3:4]))
+	seqs = append(seqs, appendOK(t, s, id, c[4:5]))
+	if seqs[3] <= seqs[2] || seqs[4] <= seqs[3] {
+		t.Fatalf("seqs after compaction did not increase: %v", seqs)
+	}
+	snap2, heads2 := RandomBytes(6000), NewHeads(1)
+	compactOK(t, s, id, snap2, heads2, seqs[3])
+	doc = load(t, s, id)
+	wantSnapshot(t, doc, snap2, heads2)
+	wantChanges(t, doc, c[4])
+	if doc.LastSeq != seqs[4] {
+		t.Errorf("LastSeq = %d, want %d", doc.LastSeq, seqs[4])
+	}
+
+	// Compact everything: no changes left, LastSeq is what the snapshot
+	// covers, and the next seq is still higher than any before.
+	snap3, heads3 := RandomBytes(7000), NewHeads(3)
+	compactOK(t, s, id, snap3, heads3, seqs[4])
+	doc = load(t, s, id)
+	wantSnapshot(t, doc, snap3, heads3)
+	wantChanges(t, doc)
+	if doc.LastSeq != seqs[4] {
+		t.Errorf("LastSeq with an empty log = %d, want the snapshot's seq %d", doc.LastSeq, seqs[4])
+	}
+	if seq := appendOK(t, s, id, c[5:6]); seq <= seqs[4] {
+		t.Errorf("Append after full compaction returned seq %d, want > %d", seq, seqs[4])
+	}
+	doc = load(t, s, id)
+	wantSnapshot(t, doc, snap3, heads3)
+	wantChanges(t, doc, c[5])
+
+	// A snapshot without heads is allowed (an empty document).
+	if err := s.Compact(ctx, id, snap3, nil, doc.LastSeq); err != nil {
+		t.Fatalf("Compact with no heads: %v", err)
+	}
+	doc = load(t, s, id)
+	wantSnapshot(t, doc, snap3, nil)
+	wantChanges(t, doc)
+}
+
+func testCompactErrors(t *testing.T, s room.Store) {
+	ctx := context.Background()
+	if err := s.Compact(ctx, wire.NewDocID(), RandomBytes(100), NewHeads(1), 0); err == nil {
+		t.Error("Compact of an unknown document succeeded, want an error")
+	}
+	id := wire.NewDocID()
+	c := NewChanges(2, 50)
+	last := appendOK(t, s, id, c)
+	if err := s.Compact(ctx, id, RandomBytes(100), NewHeads(1), last+1); err == nil {
+		t.Errorf("Compact through seq %d past the last seq %d succeeded, want an error", last+1, last)
+	}
+	doc := load(t, s, id)
+	if doc.Snapshot != nil {
+		t.Error("a failed Compact stored a snapshot")
+	}
+	wantChanges(t, doc, c...)
+}
+
+func testDelete(t *testing.T, s room.Store) {
+	ctx := context.Background()
+	id := wire.NewDocID()
+	last := appendOK(t, s, id, NewChanges(3, 100))
+	compactOK(t, s, id, RandomBytes(300), NewHeads(1), last-1)
+	appendOK(t, s, id, NewChanges(1, 100))
+	for i := range 2 {
+		if err := s.Delete(ctx, id); err != nil {
+			t.Fatalf("Delete #%d: %v", i+1, err)
+		}
+		if _, err := s.Load(ctx, id); !errors.Is(err, room.ErrNotFound) {
+			t.Fatalf("Load after Delete #%d: error %v, want room.ErrNotFound", i+1, err)
+		}
+	}
+	if err := s.Delete(ctx, wire.NewDocID()); err != nil {
+		t.Errorf("Delete of a document never stored: %v", err)
+	}
+	// The ID can be used again and starts empty.
+	fresh := NewChanges(2, 100)
+	appendOK(t, s, id, fresh)
+	doc := load(t, s, id)
+	if doc.Snapshot != nil || len(doc.SnapshotHeads) != 0 {
+		t.Error("a document re-created after Delete has the old snapshot")
+	}
+	wantChanges(t, doc, fresh...)
+}
+
+func testIsolation(t *testing.T, s room.Store) {
+	ctx := context.Background()
+	a, b := wire.NewDocID(), wire.NewDocID()
+	shared := NewChanges(2, 100)
+	appendOK(t, s, a, shared)
+	// The same changes in another document are stored there too: duplicate
+	// detection is per document.
+	lastB := appendOK(t, s, b, shared)
+	onlyB := NewChanges(1, 100)
+	lastB2 := appendOK(t, s, b, onlyB)
+	if lastB2 <= lastB {
+		t.Errorf("b's seq went from %d to %d", lastB, lastB2)
+	}
+	wantChanges(t, load(t, s, a), shared...)
+	wantChanges(t, load(t, s, b), append(append([]room.Change(nil), shared...), onlyB...)...)
+
+	last := appendOK(t, s, a, nil)
+	compactOK(t, s, a, RandomBytes(100), NewHeads(1), last)
+	docB := load(t, s, b)
+	if docB.Snapshot != nil {
+		t.Error("compacting a gave b a snapshot")
+	}
+	wantChanges(t, docB, append(append([]room.Change(nil), shared...), onlyB...)...)
+
+	if err := s.Delete(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	wantChanges(t, load(t, s, b), append(append([]room.Change(nil), shared...), onlyB...)...)
+}
+
+func testConcurrentAppends(t *testing.T, s room.Store) {
+	const docs, perDoc = 20, 10
+	ids := make([]wire.DocID, docs)
+	want := make([][]room.Change, docs)
+	var wg sync.WaitGroup
+	for i := range ids {
+		ids[i] = wire.NewDocID()
+		want[i] = NewChanges(perDoc, 100)
+		wg.Go(func() {
+			// One room per document: its appends are sequential.
+			var prev int64
+			for j := range perDoc {
+				seq, err := s.Append(context.Background(), ids[i], want[i][j:j+1])
+				if err != nil {
+					t.Errorf("doc %d: Append: %v", i, err)
+					return
+				}
+				if seq <= prev {
+					t.Errorf("doc %d: seq %d after %d", i, seq, prev)
+				}
+				prev = seq
+			}
+		})
+	}
+	wg.Wait()
+	for i, id := range ids {
+		wantChanges(t, load(t, s, id), want[i]...)
+	}
+}
+
+func testLargeValues(t *testing.T, s room.Store) {
+	id := wire.NewDocID()
+	big := NewChanges(1, 6<<20)
+	small := NewChanges(1, 10)
+	last := appendOK(t, s, id, append(big, small...))
+	wantChanges(t, load(t, s, id), big[0], small[0])
+	snap := RandomBytes(6 << 20)
+	compactOK(t, s, id, snap, NewHeads(1), last-1)
+	doc := load(t, s, id)
+	wantSnapshot(t, doc, snap, doc.SnapshotHeads)
+	wantChanges(t, doc, small[0])
+}
+
+func testNoAliasing(t *testing.T, s room.Store) {
+	id := wire.NewDocID()
+	c := NewChanges(2, 100)
+	in := []room.Change{{Hash: c[0].Hash, Data: bytes.Clone(c[0].Data)}, {Hash: c[1].Hash, Data: bytes.Clone(c[1].Data)}}
+	last := appendOK(t, s, id, in)
+	for i := range in {
+		in[i].Data[0] ^= 0xff // mutate the caller's buffers after Append
+		in[i].Hash[0] ^= 0xff
+	}
+	wantChanges(t, load(t, s, id), c...)
+
+	snap, heads := RandomBytes(1000), NewHeads(2)
+	snapIn, headsIn := bytes.Clone(snap), append([]room.Hash(nil), heads...)
+	compactOK(t, s, id, snapIn, headsIn, last-1)
+	snapIn[0] ^= 0xff
+	headsIn[0][0] ^= 0xff
+
+	doc := load(t, s, id)
+	wantSnapshot(t, doc, snap, heads)
+	wantChanges(t, doc, c[1])
+	// Mutating what Load returned does not change the next Load either.
+	doc.Snapshot[0] ^= 0xff
+	doc.SnapshotHeads[0][0] ^= 0xff
+	doc.Changes[0][0] ^= 0xff
+	doc = load(t, s, id)
+	wantSnapshot(t, doc, snap, heads)
+	wantChanges(t, doc, c[1])
+}
+
+func testReopen(t *testing.T, h Harness) {
+	s := h.Open(t)
+	defer func() { closeStore(t, s) }()
+	sid := storageID(t, s)
+	a, b := wire.NewDocID(), wire.NewDocID()
+	c := NewChanges(4, 300)
+	last := appendOK(t, s, a, c[:3])
+	snap, heads := RandomBytes(2000), NewHeads(2)
+	compactOK(t, s, a, snap, heads, last-1)
+	appendOK(t, s, a, c[3:])
+	lastB := appendOK(t, s, b, c[:2])
+
+	s = h.Reopen(t, s)
+	if got := storageID(t, s); got != sid {
+		t.Errorf("StorageID after reopen = %q, want %q", got, sid)
+	}
+	doc := load(t, s, a)
+	wantSnapshot(t, doc, snap, heads)
+	wantChanges(t, doc, c[2], c[3])
+	docB := load(t, s, b)
+	wantChanges(t, docB, c[:2]...)
+	if docB.LastSeq != lastB {
+		t.Errorf("b's LastSeq after reopen = %d, want %d", docB.LastSeq, lastB)
+	}
+	// Seqs carry on from where they were; logged hashes are still known.
+	if seq := appendOK(t, s, a, c[3:]); seq != doc.LastSeq {
+		t.Errorf("re-appending a logged change after reopen moved the seq from %d to %d", doc.LastSeq, seq)
+	}
+	more := NewChanges(1, 10)
+	if seq := appendOK(t, s, a, more); seq <= doc.LastSeq {
+		t.Errorf("Append after reopen returned seq %d, want > %d", seq, doc.LastSeq)
+	}
+	wantChanges(t, load(t, s, a), c[2], c[3], more[0])
+}
