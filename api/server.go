@@ -4,6 +4,7 @@
 package api
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -29,6 +30,9 @@ type Config struct {
 	// PongTimeout is how long a ping may go unanswered before the peer is
 	// dropped. Zero means 10 s.
 	PongTimeout time.Duration
+	// StorePing, when set, is called by /readyz to check that the store
+	// answers; nil checks only the outcome of the rooms' last writes.
+	StorePing func(ctx context.Context) error
 	// Version is shown on the landing page.
 	Version string
 	// Logger receives request events. Nil discards them.
@@ -104,12 +108,26 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	fmt.Fprintln(w, "ok")
 }
 
-func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	if s.draining.Load() {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		fmt.Fprintln(w, "draining")
 		return
+	}
+	if !s.rooms.StoreHealthy() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, "store unavailable")
+		return
+	}
+	if s.cfg.StorePing != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := s.cfg.StorePing(ctx); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "store unavailable")
+			return
+		}
 	}
 	fmt.Fprintln(w, "ready")
 }

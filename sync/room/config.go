@@ -25,6 +25,12 @@ type Config struct {
 	// RetryBackoff is the first delay before retrying a failed store write;
 	// it doubles up to 5 s. Zero means 50 ms.
 	RetryBackoff time.Duration
+	// MaxPendingBytes bounds the changes a room holds in memory while the
+	// store cannot take them; past it the room stops reading its inbox, so
+	// its peers' connections stop being read. Zero means 64 MiB.
+	MaxPendingBytes int64
+	// StoreTimeout bounds each store call. Zero means 10 s.
+	StoreTimeout time.Duration
 	// DrainTimeout bounds a room's final flush when the registry closes.
 	// Zero means 10 s.
 	DrainTimeout time.Duration
@@ -50,6 +56,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RetryBackoff <= 0 {
 		c.RetryBackoff = 50 * time.Millisecond
+	}
+	if c.MaxPendingBytes <= 0 {
+		c.MaxPendingBytes = 64 << 20
+	}
+	if c.StoreTimeout <= 0 {
+		c.StoreTimeout = 10 * time.Second
 	}
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = 10 * time.Second

@@ -17,8 +17,9 @@ var ErrClosed = errors.New("room registry closed")
 // the map and reference counts; nothing is ever sent to a room or a socket
 // while holding it.
 type Registry struct {
-	cfg   Config
-	store Store
+	cfg    Config
+	store  Store
+	health *storeHealth
 
 	ctx    context.Context // parent of every room's run
 	cancel context.CancelFunc
@@ -31,10 +32,12 @@ type Registry struct {
 
 // NewRegistry returns a registry whose rooms keep their documents in store.
 func NewRegistry(store Store, cfg Config) *Registry {
+	cfg = cfg.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Registry{
-		cfg:    cfg.withDefaults(),
+		cfg:    cfg,
 		store:  store,
+		health: &storeHealth{log: cfg.Logger},
 		ctx:    ctx,
 		cancel: cancel,
 		rooms:  make(map[wire.DocID]*Room),
@@ -146,6 +149,10 @@ func (g *Registry) Peers(id wire.DocID) []Peer {
 	}
 	return nil
 }
+
+// StoreHealthy reports whether the last write to the store succeeded: false
+// during an outage, while rooms hold changes they could not store.
+func (g *Registry) StoreHealthy() bool { return g.health.healthy() }
 
 // Len returns the number of rooms in memory.
 func (g *Registry) Len() int {

@@ -63,6 +63,7 @@ type Room struct {
 	stored   bool // the store has this document
 	peers    map[Peer]*peerState
 	pending  []Change // applied to doc, not yet durable
+	pendingB int64    // bytes in pending
 	lastSeq  int64    // last log sequence appended
 	snapSeq  int64    // log sequence the snapshot covers
 	logBytes int64    // bytes appended since the snapshot (approximate)
@@ -94,8 +95,15 @@ func (r *Room) run(ctx context.Context) {
 	var retry <-chan time.Time
 	batch := make([]envelope, 0, r.cfg.MaxBatch)
 	for {
+		// While too much is waiting to be stored, take nothing more: the
+		// inbox fills and the peers' connections stop being read, so
+		// nothing is dropped and memory stays bounded.
+		inbox := r.inbox
+		if r.pendingB >= r.cfg.MaxPendingBytes {
+			inbox = nil
+		}
 		select {
-		case env := <-r.inbox:
+		case env := <-inbox:
 			batch = append(batch[:0], env)
 			for len(batch) < r.cfg.MaxBatch {
 				select {
@@ -130,6 +138,8 @@ func (r *Room) run(ctx context.Context) {
 // load reads the document from the store. A missing document is an empty
 // one that the store does not have yet.
 func (r *Room) load(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
+	defer cancel()
 	st, err := r.reg.store.Load(ctx, r.id)
 	switch {
 	case errors.Is(err, ErrNotFound):
@@ -158,8 +168,15 @@ func (r *Room) failLoad(err error) {
 	r.log.Error("room load failed", "err", err)
 	r.reg.forget(r)
 	for {
+		// While too much is waiting to be stored, take nothing more: the
+		// inbox fills and the peers' connections stop being read, so
+		// nothing is dropped and memory stays bounded.
+		inbox := r.inbox
+		if r.pendingB >= r.cfg.MaxPendingBytes {
+			inbox = nil
+		}
 		select {
-		case env := <-r.inbox:
+		case env := <-inbox:
 			if env.kind == kindSync {
 				env.peer.Fail(wire.CloseTryAgainLater, "document could not be loaded; try again later")
 			}
@@ -212,6 +229,7 @@ func (r *Room) receive(p Peer, msg wire.Message) {
 	}
 	for _, c := range changes {
 		r.pending = append(r.pending, Change{Hash: Hash(c.Hash), Data: c.Data})
+		r.pendingB += int64(len(c.Data))
 	}
 	ps.dirty = true
 	if msg.Type == wire.TypeRequest && !r.stored && r.doc.Empty() {
@@ -222,24 +240,23 @@ func (r *Room) receive(p Peer, msg wire.Message) {
 // flush appends pending changes to the store. On failure they stay pending
 // and the caller advertises nothing; the run loop retries with backoff.
 func (r *Room) flush(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
 	seq, err := r.reg.store.Append(ctx, r.id, r.pending)
+	cancel()
 	if err != nil {
+		r.reg.health.failed(err)
 		if r.retry == 0 {
-			r.log.Error("store append failed; holding changes until it recovers", "changes", len(r.pending), "err", err)
+			r.log.Debug("store append failed; holding changes", "changes", len(r.pending), "err", err)
 			r.retry = r.cfg.RetryBackoff
 		} else {
 			r.retry = min(2*r.retry, 5*time.Second)
 		}
 		return false
 	}
-	if r.retry != 0 {
-		r.log.Info("store append recovered", "changes", len(r.pending))
-		r.retry = 0
-	}
-	for _, c := range r.pending {
-		r.logBytes += int64(len(c.Data))
-	}
-	r.pending = r.pending[:0]
+	r.reg.health.ok()
+	r.retry = 0
+	r.logBytes += r.pendingB
+	r.pending, r.pendingB = r.pending[:0], 0
 	r.lastSeq = seq
 	r.stored = true
 	for _, ps := range r.peers {
@@ -292,6 +309,8 @@ func (r *Room) compact(ctx context.Context) error {
 	for i, h := range heads {
 		hs[i] = Hash(h)
 	}
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
+	defer cancel()
 	if err := r.reg.store.Compact(ctx, r.id, snap, hs, r.lastSeq); err != nil {
 		return fmt.Errorf("compact doc %s: %w", r.id, err)
 	}
@@ -325,8 +344,15 @@ func (r *Room) drain() {
 	defer cancel()
 	var batch []envelope
 	for {
+		// While too much is waiting to be stored, take nothing more: the
+		// inbox fills and the peers' connections stop being read, so
+		// nothing is dropped and memory stays bounded.
+		inbox := r.inbox
+		if r.pendingB >= r.cfg.MaxPendingBytes {
+			inbox = nil
+		}
 		select {
-		case env := <-r.inbox:
+		case env := <-inbox:
 			batch = append(batch, env)
 			continue
 		default:

@@ -441,3 +441,54 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+func TestOutageStopsReadingPastTheBound(t *testing.T) {
+	t.Parallel()
+	st := newStore(t)
+	reg := newRegistry(t, st, room.Config{MaxPendingBytes: 1, InboxSize: 1, RetryBackoff: 5 * time.Millisecond})
+	id := wire.NewDocID()
+	a := newClient(t, reg, id, "peer-a")
+	a.set("k", "v")
+	a.syncUntil(func() bool { return st.appends.Load() == 1 })
+	if !reg.StoreHealthy() {
+		t.Fatal("store reported unhealthy before any failure")
+	}
+
+	st.failAppends.Store(true)
+	a.set("k", "held")
+	a.send(wire.TypeSync)
+	waitFor(t, func() bool { return !reg.StoreHealthy() })
+
+	// The room holds more than its bound: it stops taking messages, so a
+	// sender blocks (its connection would stop being read) instead of any
+	// message being dropped.
+	b := newTestPeer("peer-b")
+	first, _ := automerge.NewSyncState(automerge.New()).GenerateMessage()
+	req := wire.Message{Type: wire.TypeRequest, SenderID: b.id, DocumentID: id, Data: first.Bytes()}
+	blocked := false
+	for range 5 {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		err := reg.Sync(ctx, b, req)
+		cancel()
+		if errors.Is(err, context.DeadlineExceeded) {
+			blocked = true
+			break
+		}
+	}
+	if !blocked {
+		t.Fatal("the room kept taking messages past its pending bound")
+	}
+	if len(b.out) != 0 {
+		t.Fatal("b was answered while the store was down")
+	}
+
+	st.failAppends.Store(false)
+	waitFor(t, func() bool { return st.appends.Load() == 2 && reg.StoreHealthy() })
+	if err := reg.Sync(context.Background(), b, req); err != nil {
+		t.Fatal(err)
+	}
+	m, ok := (&client{peer: b}).next(5 * time.Second)
+	if !ok || m.Type != wire.TypeSync {
+		t.Fatalf("b not answered after recovery: %+v", m)
+	}
+}
