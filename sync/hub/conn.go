@@ -139,7 +139,7 @@ func (c *Conn) serve(ctx context.Context) {
 		msg, err := wire.Decode(frame)
 		if err != nil {
 			c.log.Info("malformed frame, closing", "peer", string(c.peerID), "err", err)
-			c.Fail(wire.CloseInvalidData, "malformed message: "+err.Error())
+			c.Fail(wire.CloseInvalidData, err.Error())
 			return
 		}
 		if err := c.handle(ctx, msg); err != nil {
