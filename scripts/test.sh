@@ -36,6 +36,6 @@ go build -o bin/tandem ./cmd/tandem
 step "interop suite (stock automerge-repo client against bin/tandem)"
 cd clients/js
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-	npm ci --no-audit --no-fund
+	npm install --no-audit --no-fund  # not `npm ci`: see .ci/run
 fi
 TANDEM_BIN="$root/bin/tandem" npm test
