@@ -1,0 +1,56 @@
+package main
+
+import (
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseConfig(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		check   func(Config) bool
+		wantErr string
+	}{
+		{name: "defaults", check: func(c Config) bool {
+			return c.Addr == "127.0.0.1:3030" && c.DataDir == "./tandem-data" && c.MaxFrameBytes == 100<<20 &&
+				c.IdleTimeout == time.Minute && c.QueueSize == 1024 && strings.HasPrefix(c.PeerID, "tandem-")
+		}},
+		{name: "PORT sets the port", env: map[string]string{"PORT": "4000"}, check: func(c Config) bool { return c.Addr == "127.0.0.1:4000" }},
+		{name: "TANDEM_ADDR beats PORT", env: map[string]string{"PORT": "4000", "TANDEM_ADDR": "127.0.0.1:5000"}, check: func(c Config) bool { return c.Addr == "127.0.0.1:5000" }},
+		{name: "flag beats environment", args: []string{"--addr", "localhost:6000", "--data-dir", "/tmp/x"},
+			env: map[string]string{"TANDEM_ADDR": "127.0.0.1:5000", "TANDEM_DATA_DIR": "/tmp/y"},
+			check: func(c Config) bool { return c.Addr == "localhost:6000" && c.DataDir == "/tmp/x" }},
+		{name: "durations and sizes from the environment", env: map[string]string{"TANDEM_IDLE_TIMEOUT": "5s", "TANDEM_MAX_FRAME_BYTES": "2048"},
+			check: func(c Config) bool { return c.IdleTimeout == 5*time.Second && c.MaxFrameBytes == 2048 }},
+		{name: "IPv6 loopback", args: []string{"--addr", "[::1]:3030"}, check: func(c Config) bool { return c.Addr == "[::1]:3030" }},
+		{name: "all interfaces need --allow-anonymous", args: []string{"--addr", ":3030"}, wantErr: "not a loopback address"},
+		{name: "a public address needs --allow-anonymous", args: []string{"--addr", "0.0.0.0:3030"}, wantErr: "--allow-anonymous"},
+		{name: "--allow-anonymous allows it", args: []string{"--addr", "0.0.0.0:3030", "--allow-anonymous"}, check: func(c Config) bool { return c.AllowAnonymous }},
+		{name: "bad duration", env: map[string]string{"TANDEM_IDLE_TIMEOUT": "soon"}, wantErr: "TANDEM_IDLE_TIMEOUT"},
+		{name: "bad log level", args: []string{"--log-level", "loud"}, wantErr: "--log-level"},
+		{name: "stray argument", args: []string{"serve"}, wantErr: "unexpected arguments"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := parseConfig(tt.args, func(k string) string { return tt.env[k] }, io.Discard)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tt.check(c) {
+				t.Fatalf("unexpected config %+v", c)
+			}
+		})
+	}
+}
