@@ -23,7 +23,7 @@ func TestParseConfig(t *testing.T) {
 		{name: "PORT sets the port", env: map[string]string{"PORT": "4000"}, check: func(c Config) bool { return c.Addr == "127.0.0.1:4000" }},
 		{name: "TANDEM_ADDR beats PORT", env: map[string]string{"PORT": "4000", "TANDEM_ADDR": "127.0.0.1:5000"}, check: func(c Config) bool { return c.Addr == "127.0.0.1:5000" }},
 		{name: "flag beats environment", args: []string{"--addr", "localhost:6000", "--data-dir", "/tmp/x"},
-			env: map[string]string{"TANDEM_ADDR": "127.0.0.1:5000", "TANDEM_DATA_DIR": "/tmp/y"},
+			env:   map[string]string{"TANDEM_ADDR": "127.0.0.1:5000", "TANDEM_DATA_DIR": "/tmp/y"},
 			check: func(c Config) bool { return c.Addr == "localhost:6000" && c.DataDir == "/tmp/x" }},
 		{name: "durations and sizes from the environment", env: map[string]string{"TANDEM_IDLE_TIMEOUT": "5s", "TANDEM_MAX_FRAME_BYTES": "2048"},
 			check: func(c Config) bool { return c.IdleTimeout == 5*time.Second && c.MaxFrameBytes == 2048 }},
