@@ -26,16 +26,17 @@ if ! "$staticcheck" -version 2>/dev/null | grep -q '(0.8.2)'; then
 fi
 "$staticcheck" ./...
 
-step "go test"
-go test -race -count=1 ./...
-
 step "build"
 mkdir -p bin
 go build -o bin/tandem ./cmd/tandem
+export TANDEM_BIN="$root/bin/tandem" # the crash tests in cmd/tandem run it
+
+step "go test"
+go test -race -count=1 ./...
 
 step "interop suite (stock automerge-repo client against bin/tandem)"
 cd clients/js
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
 	npm install --no-audit --no-fund  # not `npm ci`: see .ci/run
 fi
-TANDEM_BIN="$root/bin/tandem" npm test
+npm test
