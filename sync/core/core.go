@@ -73,6 +73,28 @@ func (d *Doc) Has(h Hash) bool {
 	return err == nil
 }
 
+// ChangesSince returns the changes the document has that heads do not
+// cover, in causal order: after a local edit, the edit's changes.
+func (d *Doc) ChangesSince(heads []Hash) ([]Change, error) {
+	hs := make([]automerge.ChangeHash, len(heads))
+	for i, h := range heads {
+		hs[i] = automerge.ChangeHash(h)
+	}
+	chs, err := d.d.Changes(hs...)
+	if err != nil {
+		return nil, fmt.Errorf("changes since %d heads: %w", len(heads), err)
+	}
+	out := make([]Change, len(chs))
+	for i, c := range chs {
+		out[i] = Change{Hash: Hash(c.Hash()), Data: c.Save()}
+		if d.seqs != nil { // keep the seq index current (see admit)
+			a := string(mustHex(c.ActorID()))
+			d.seqs[a] = max(d.seqs[a], c.ActorSeq())
+		}
+	}
+	return out, nil
+}
+
 // Automerge exposes the underlying automerge-go document to code that needs
 // the full API (the HTTP API's JSON rendering and edits). Callers must hold
 // the room's turn.

@@ -6,11 +6,20 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/tandem-sync/tandem/sync/core"
 	"github.com/tandem-sync/tandem/sync/wire"
 )
 
 // ErrClosed is returned when the registry is draining or closed.
 var ErrClosed = errors.New("room registry closed")
+
+// ErrUnavailable is returned when a document's room could not load it from
+// the store; a later call tries again.
+var ErrUnavailable = errors.New("document could not be loaded")
+
+// ErrDeleted is returned to an operation whose changes were dropped because
+// the document was deleted before they were stored.
+var ErrDeleted = errors.New("document deleted")
 
 // Registry owns the rooms in memory: at most one per document, created on
 // first use and forgotten only after its final flush. Its lock guards only
@@ -115,6 +124,41 @@ func (g *Registry) unused(r *Room) bool {
 // which stops the calling connection from reading more.
 func (g *Registry) Sync(ctx context.Context, peer Peer, msg wire.Message) error {
 	return g.deliver(ctx, msg.DocumentID, envelope{kind: kindSync, peer: peer, msg: msg})
+}
+
+// Do runs fn in the document's room, with exclusive access to its
+// document; exists says whether the document exists (is stored or has
+// changes). Changes fn makes are appended to the store and then sent to the
+// room's peers like any peer's changes; Do returns after they are durable,
+// or with fn's error. fn must leave the document unchanged when it fails.
+// If ctx ends first, Do returns ctx's error, but changes already made are
+// still stored and sent.
+func (g *Registry) Do(ctx context.Context, id wire.DocID, fn func(doc *core.Doc, exists bool) error) error {
+	reply := make(chan error, 1)
+	if err := g.deliver(ctx, id, envelope{kind: kindDo, do: fn, reply: reply}); err != nil {
+		return err
+	}
+	select {
+	case err := <-reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Delete removes the document from the store; its connected peers receive
+// doc-unavailable and leave its room.
+func (g *Registry) Delete(ctx context.Context, id wire.DocID) error {
+	reply := make(chan error, 1)
+	if err := g.deliver(ctx, id, envelope{kind: kindDelete, reply: reply}); err != nil {
+		return err
+	}
+	select {
+	case err := <-reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Leave tells the document's room, if it is in memory, that peer has gone.

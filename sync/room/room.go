@@ -18,13 +18,17 @@ type envelopeKind int
 const (
 	kindSync envelopeKind = iota
 	kindLeave
+	kindDo
+	kindDelete
 )
 
 // envelope is one item of a room's inbox.
 type envelope struct {
-	kind envelopeKind
-	peer Peer
-	msg  wire.Message
+	kind  envelopeKind
+	peer  Peer
+	msg   wire.Message
+	do    func(doc *core.Doc, exists bool) error
+	reply chan error // kindDo, kindDelete: buffered, answered once
 }
 
 // peerState is what a room keeps per peer: its sync state and whether it
@@ -69,6 +73,9 @@ type Room struct {
 	logBytes int64    // bytes appended since the snapshot (approximate)
 	snapSize int64
 	retry    time.Duration
+	// waiters are Do calls whose changes are not durable yet; they are
+	// answered after the flush that stores them.
+	waiters []chan error
 }
 
 func newRoom(id wire.DocID, g *Registry) *Room {
@@ -199,6 +206,10 @@ func (r *Room) turn(ctx context.Context, batch []envelope) {
 			r.removePeer(env.peer)
 		case kindSync:
 			r.receive(env.peer, env.msg)
+		case kindDo:
+			r.do(env)
+		case kindDelete:
+			r.delete(ctx, env)
 		}
 	}
 	if len(r.pending) > 0 && !r.flush(ctx) {
@@ -262,7 +273,65 @@ func (r *Room) flush(ctx context.Context) bool {
 	for _, ps := range r.peers {
 		ps.dirty = true // the heads may have changed: everyone gets a message
 	}
+	for _, w := range r.waiters {
+		w <- nil
+	}
+	r.waiters = r.waiters[:0]
 	return true
+}
+
+// exists reports whether the document exists: stored, or with changes.
+func (r *Room) exists() bool { return r.stored || !r.doc.Empty() }
+
+// do runs an operation from outside the protocol (the HTTP API) in the
+// room's turn. Changes it makes are stored and then sent to every peer like
+// a peer's changes; its caller hears back once they are durable.
+func (r *Room) do(env envelope) {
+	before := r.doc.Heads()
+	if err := env.do(r.doc, r.exists()); err != nil {
+		env.reply <- err
+		return
+	}
+	changes, err := r.doc.ChangesSince(before)
+	if err != nil {
+		env.reply <- fmt.Errorf("doc %s: changes made by the operation: %w", r.id, err)
+		return
+	}
+	if len(changes) == 0 {
+		env.reply <- nil
+		return
+	}
+	for _, c := range changes {
+		r.pending = append(r.pending, Change{Hash: Hash(c.Hash), Data: c.Data})
+		r.pendingB += int64(len(c.Data))
+	}
+	r.waiters = append(r.waiters, env.reply)
+}
+
+// delete removes the document from the store and from memory. Its peers are
+// told it is unavailable and leave the room; a peer that still holds the
+// document can upload it again by syncing, as with any new document.
+func (r *Room) delete(ctx context.Context, env envelope) {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
+	defer cancel()
+	if err := r.reg.store.Delete(ctx, r.id); err != nil {
+		env.reply <- fmt.Errorf("delete doc %s: %w", r.id, err)
+		return
+	}
+	for p := range r.peers {
+		p.Send(wire.Message{Type: wire.TypeDocUnavailable, TargetID: p.ID(), DocumentID: r.id})
+	}
+	clear(r.peers)
+	r.publishPeers()
+	for _, w := range r.waiters {
+		w <- ErrDeleted
+	}
+	r.waiters = r.waiters[:0]
+	r.doc, r.stored = core.NewDoc(), false
+	r.pending, r.pendingB = r.pending[:0], 0
+	r.lastSeq, r.snapSeq, r.logBytes, r.snapSize = 0, 0, 0, 0
+	r.log.Info("document deleted")
+	env.reply <- nil
 }
 
 // generate sends every peer that needs one its next sync message, and
@@ -366,6 +435,9 @@ func (r *Room) drain() {
 	}
 	if len(r.pending) > 0 {
 		r.log.Error("shutdown with changes not durable", "changes", len(r.pending))
+	}
+	for _, w := range r.waiters {
+		w <- ErrClosed
 	}
 	if err := r.compact(ctx); err != nil {
 		r.log.Error("compaction at shutdown failed", "err", err)

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/tandem-sync/tandem/docstore"
+	"github.com/tandem-sync/tandem/sync/core"
 	"github.com/tandem-sync/tandem/sync/room"
 	"github.com/tandem-sync/tandem/sync/wire"
 )
@@ -490,5 +491,103 @@ func TestOutageStopsReadingPastTheBound(t *testing.T) {
 	m, ok := (&client{peer: b}).next(5 * time.Second)
 	if !ok || m.Type != wire.TypeSync {
 		t.Fatalf("b not answered after recovery: %+v", m)
+	}
+}
+
+func TestDoEditsDurablyAndBroadcasts(t *testing.T) {
+	t.Parallel()
+	st := newStore(t)
+	reg := newRegistry(t, st, room.Config{})
+	id := wire.NewDocID()
+	ctx := context.Background()
+
+	err := reg.Do(ctx, id, func(doc *core.Doc, exists bool) error {
+		if exists {
+			t.Error("a new document reported as existing")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newClient(t, reg, id, "peer-b")
+	b.send(wire.TypeRequest) // b waits in the room for the document
+
+	var want automerge.ChangeHash
+	err = reg.Do(ctx, id, func(doc *core.Doc, _ bool) error {
+		if err := doc.Automerge().RootMap().Set("from", "server"); err != nil {
+			return err
+		}
+		h, err := doc.Automerge().Commit("server edit")
+		want = h
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Durable when Do returns.
+	stored, err := st.Load(ctx, id)
+	if err != nil || len(stored.Changes) != 1 {
+		t.Fatalf("after Do: %d changes stored, %v", len(stored.Changes), err)
+	}
+	// And broadcast to the peer in the room.
+	deadline := time.Now().Add(5 * time.Second)
+	for !slices.Contains(b.doc.Heads(), want) {
+		m, ok := b.next(time.Until(deadline))
+		if !ok {
+			t.Fatal("the server-side edit never reached the peer")
+		}
+		if m.Type != wire.TypeSync {
+			continue
+		}
+		if _, err := b.ss.ReceiveMessage(m.Data); err != nil {
+			t.Fatal(err)
+		}
+		b.send(wire.TypeSync)
+	}
+
+	// A failing operation stores nothing.
+	errBoom := errors.New("boom")
+	if err := reg.Do(ctx, id, func(*core.Doc, bool) error { return errBoom }); !errors.Is(err, errBoom) {
+		t.Fatalf("Do returned %v, want the operation's error", err)
+	}
+	if st.appends.Load() != 1 {
+		t.Fatalf("%d appends, want 1", st.appends.Load())
+	}
+}
+
+func TestDeleteTellsPeersAndForgets(t *testing.T) {
+	t.Parallel()
+	st := newStore(t)
+	reg := newRegistry(t, st, room.Config{})
+	id := wire.NewDocID()
+	ctx := context.Background()
+	a := newClient(t, reg, id, "peer-a")
+	a.set("k", "v")
+	a.syncUntil(func() bool { return st.appends.Load() == 1 })
+	for len(a.peer.out) > 0 {
+		<-a.peer.out
+	}
+
+	if err := reg.Delete(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if m, ok := a.next(5 * time.Second); !ok || m.Type != wire.TypeDocUnavailable {
+		t.Fatalf("peer got %+v after delete, want doc-unavailable", m)
+	}
+	if _, err := st.Load(ctx, id); !errors.Is(err, room.ErrNotFound) {
+		t.Fatalf("store after delete: %v, want ErrNotFound", err)
+	}
+	err := reg.Do(ctx, id, func(doc *core.Doc, exists bool) error {
+		if exists || !doc.Empty() {
+			t.Error("deleted document still exists in memory")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := reg.Peers(id); len(got) != 0 {
+		t.Fatalf("%d peers still in the deleted document's room", len(got))
 	}
 }
