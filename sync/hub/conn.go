@@ -96,6 +96,9 @@ func (c *Conn) enqueue(it outItem) {
 func (c *Conn) close(code wire.CloseCode, reason string) {
 	c.closeOnce.Do(func() {
 		close(c.closed)
+		if code != wire.CloseNormal {
+			c.hub.cfg.Metrics.Disconnected(int(code))
+		}
 		// A WebSocket close waits for the peer's answer: never make the
 		// caller (maybe a room) wait for it.
 		go func() { _ = c.t.Close(code, reason) }()
@@ -137,6 +140,7 @@ func (c *Conn) serve(ctx context.Context) {
 			continue
 		}
 		msg, err := wire.Decode(frame)
+		c.hub.cfg.Metrics.MessageIn(metricType(msg.Type), len(frame))
 		if err != nil {
 			c.log.Info("malformed frame, closing", "peer", string(c.peerID), "err", err)
 			c.Fail(wire.CloseInvalidData, err.Error())
@@ -165,6 +169,7 @@ func (c *Conn) writeLoop() {
 			wctx, cancel := context.WithTimeout(context.Background(), c.hub.cfg.WriteTimeout)
 			err = c.t.Write(wctx, frame)
 			cancel()
+			c.hub.cfg.Metrics.MessageOut(it.msg.Type, len(frame))
 			if err != nil {
 				if wctx.Err() != nil {
 					c.log.Warn("write timed out, disconnecting", "peer", string(c.peerID))
@@ -274,6 +279,18 @@ func (c *Conn) leaveRooms() {
 	for id := range c.docs {
 		c.hub.rooms.Leave(ctx, id, c)
 	}
+}
+
+// metricType bounds the message type label to the protocol's types.
+func metricType(t string) string {
+	switch t {
+	case wire.TypeJoin, wire.TypeSync, wire.TypeRequest, wire.TypeDocUnavailable, wire.TypeEphemeral,
+		wire.TypeRemoteSubscriptionChange, wire.TypeRemoteHeadsChanged, wire.TypeError, wire.TypePeer:
+		return t
+	case "":
+		return "malformed"
+	}
+	return "other"
 }
 
 func truncate(s string, n int) string {

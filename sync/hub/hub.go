@@ -26,6 +26,8 @@ type Config struct {
 	WriteTimeout time.Duration
 	// Logger receives connection events. Nil discards them.
 	Logger *slog.Logger
+	// Metrics receives counts. Nil records nothing.
+	Metrics Metrics
 }
 
 // Hub tracks the connected peers and routes their messages.
@@ -55,6 +57,9 @@ func New(rooms *room.Registry, cfg Config) *Hub {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = noMetrics{}
+	}
 	return &Hub{
 		cfg:    cfg,
 		rooms:  rooms,
@@ -75,6 +80,8 @@ func (h *Hub) Serve(ctx context.Context, t Transport) {
 		return
 	}
 	defer h.untrack(c)
+	h.cfg.Metrics.ConnOpened()
+	defer h.cfg.Metrics.ConnClosed()
 	c.serve(ctx)
 }
 

@@ -36,6 +36,8 @@ type Config struct {
 	DrainTimeout time.Duration
 	// Logger receives room events. Nil discards them.
 	Logger *slog.Logger
+	// Metrics receives counts and latencies. Nil records nothing.
+	Metrics Metrics
 }
 
 func (c Config) withDefaults() Config {
@@ -65,6 +67,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = 10 * time.Second
+	}
+	if c.Metrics == nil {
+		c.Metrics = noMetrics{}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -92,6 +92,8 @@ func newRoom(id wire.DocID, g *Registry) *Room {
 
 func (r *Room) run(ctx context.Context) {
 	defer close(r.done)
+	r.cfg.Metrics.RoomOpened()
+	defer r.cfg.Metrics.RoomClosed()
 	if err := r.load(ctx); err != nil {
 		r.failLoad(err)
 		return
@@ -252,8 +254,10 @@ func (r *Room) receive(p Peer, msg wire.Message) {
 // and the caller advertises nothing; the run loop retries with backoff.
 func (r *Room) flush(ctx context.Context) bool {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
+	start := time.Now()
 	seq, err := r.reg.store.Append(ctx, r.id, r.pending)
 	cancel()
+	r.cfg.Metrics.StoreWrite(time.Since(start), err)
 	if err != nil {
 		r.reg.health.failed(err)
 		if r.retry == 0 {
@@ -402,6 +406,7 @@ func (r *Room) evict(ctx context.Context) bool {
 		return false
 	}
 	r.log.Debug("room evicted")
+	r.cfg.Metrics.RoomEvicted()
 	return true
 }
 
