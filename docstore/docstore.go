@@ -1,6 +1,6 @@
 // Package docstore holds Tandem's document stores, the implementations of
-// room.Store: an embedded SQLite store (the zero-configuration default) and,
-// later, Postgres. Every store passes the conformance suite in
+// room.Store: an embedded SQLite store (the zero-configuration default) and
+// a PostgreSQL store. Every store passes the conformance suite in
 // docstore/storetest.
 package docstore
 
@@ -38,4 +38,7 @@ type DocStat struct {
 	UpdatedAt time.Time
 }
 
-var _ room.Store = (*SQLite)(nil)
+var (
+	_ room.Store = (*SQLite)(nil)
+	_ room.Store = (*Postgres)(nil)
+)

@@ -19,7 +19,7 @@ import (
 	"strings"
 )
 
-//go:embed sqlite/*.sql
+//go:embed sqlite/*.sql postgres/*.sql
 var files embed.FS
 
 // SQLite returns the migrations for the embedded SQLite store: a file system
@@ -29,6 +29,16 @@ func SQLite() fs.FS {
 	sub, err := fs.Sub(files, "sqlite")
 	if err != nil {
 		panic(err) // "sqlite" is a valid path; fs.Sub cannot fail
+	}
+	return sub
+}
+
+// Postgres returns the migrations for the PostgreSQL store, laid out like
+// SQLite's: the numbered .sql files at the root of the file system.
+func Postgres() fs.FS {
+	sub, err := fs.Sub(files, "postgres")
+	if err != nil {
+		panic(err) // "postgres" is a valid path; fs.Sub cannot fail
 	}
 	return sub
 }

@@ -1,17 +1,23 @@
 package migrations
 
 import (
+	"io/fs"
 	"testing"
 	"testing/fstest"
 )
 
-func TestSQLiteFilesParse(t *testing.T) {
-	ms, err := Parse(SQLite())
+func TestSQLiteFilesParse(t *testing.T) { checkFiles(t, "SQLite", SQLite()) }
+
+func TestPostgresFilesParse(t *testing.T) { checkFiles(t, "Postgres", Postgres()) }
+
+func checkFiles(t *testing.T, dialect string, fsys fs.FS) {
+	t.Helper()
+	ms, err := Parse(fsys)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(ms) == 0 {
-		t.Fatal("no SQLite migrations embedded")
+		t.Fatalf("no %s migrations embedded", dialect)
 	}
 	for i, m := range ms {
 		if m.Version != int64(i+1) {

@@ -1,0 +1,568 @@
+package docstore
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tandem-sync/tandem/docstore/storetest"
+	"github.com/tandem-sync/tandem/migrations"
+	"github.com/tandem-sync/tandem/sync/room"
+	"github.com/tandem-sync/tandem/sync/wire"
+)
+
+// defaultTestDatabaseURL is the server the Postgres tests use unless
+// TANDEM_TEST_DATABASE_URL names another. They fail, never skip, when it
+// cannot be reached.
+const defaultTestDatabaseURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+
+func testDatabaseURL() string {
+	if u := os.Getenv("TANDEM_TEST_DATABASE_URL"); u != "" {
+		return u
+	}
+	return defaultTestDatabaseURL
+}
+
+// newTestDatabase creates an empty database for t on the test server and
+// returns its URL. The database is dropped (WITH (FORCE), disconnecting
+// whatever is left) when t ends, so tests can run in parallel and leave
+// nothing behind.
+func newTestDatabase(t testing.TB) string {
+	t.Helper()
+	base := testDatabaseURL()
+	name := "tandem_test_" + hex.EncodeToString(storetest.RandomBytes(8))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatalf("the Postgres tests need a server: cannot connect to %s (set TANDEM_TEST_DATABASE_URL): %v",
+			redactURL(base), err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("create test database %s on %s: %v", name, redactURL(base), err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, base)
+		if err == nil {
+			_, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+			conn.Close(ctx)
+		}
+		if err != nil {
+			t.Errorf("drop test database %s: %v", name, err)
+		}
+	})
+	if u, err := url.Parse(base); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		u.Path = "/" + name
+		return u.String()
+	}
+	return withParam(base, "dbname", name) // key=value form: the last setting wins
+}
+
+// withParam adds a connection parameter to a postgres:// URL or key=value
+// connection string.
+func withParam(conn, key, value string) string {
+	if u, err := url.Parse(conn); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		q := u.Query()
+		q.Set(key, value)
+		u.RawQuery = q.Encode()
+		return u.String()
+	}
+	return conn + " " + key + "=" + value
+}
+
+func redactURL(s string) string {
+	if u, err := url.Parse(s); err == nil && u.Scheme != "" {
+		return u.Redacted()
+	}
+	return "TANDEM_TEST_DATABASE_URL"
+}
+
+func openTestPostgres(t testing.TB, url string, opts ...PostgresOption) *Postgres {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := OpenPostgres(ctx, url, opts...)
+	if err != nil {
+		t.Fatalf("OpenPostgres: %v", err)
+	}
+	return p
+}
+
+// testConn opens a plain connection to url for the test to inspect or
+// disturb the database with.
+func testConn(t testing.TB, url string) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), url)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+func TestPostgresConformance(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, storetest.Harness{
+		Open: func(t *testing.T) room.Store { return openTestPostgres(t, newTestDatabase(t)) },
+		Reopen: func(t *testing.T, s room.Store) room.Store {
+			url := s.(*Postgres).connString
+			if err := s.Close(); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+			return openTestPostgres(t, url)
+		},
+	})
+}
+
+func TestPostgresConformanceWithoutGroupCommit(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, storetest.Harness{
+		Open: func(t *testing.T) room.Store { return openTestPostgres(t, newTestDatabase(t), WithGroupCommit(false)) },
+		Reopen: func(t *testing.T, s room.Store) room.Store {
+			url := s.(*Postgres).connString
+			if err := s.Close(); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+			return openTestPostgres(t, url, WithGroupCommit(false))
+		},
+	})
+}
+
+// pgSchemaOf returns the versions in schema_migrations (sorted) and a text
+// description of the tables, columns, indexes and constraints.
+func pgSchemaOf(t *testing.T, url string) ([]int64, string) {
+	t.Helper()
+	conn := testConn(t, url)
+	ctx := context.Background()
+	rows, _ := conn.Query(ctx, `SELECT version FROM schema_migrations ORDER BY version`)
+	versions, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var schema string
+	if err := conn.QueryRow(ctx, `SELECT
+		(SELECT string_agg(format('%s.%s %s %s %s %s', table_name, column_name, data_type, collation_name,
+			is_nullable, column_default), E'\n' ORDER BY table_name, ordinal_position)
+		 FROM information_schema.columns WHERE table_schema = current_schema()) || E'\n' ||
+		(SELECT string_agg(indexdef, E'\n' ORDER BY indexname) FROM pg_indexes WHERE schemaname = current_schema()) || E'\n' ||
+		(SELECT string_agg(conrelid::regclass || ' ' || pg_get_constraintdef(oid), E'\n' ORDER BY 1)
+		 FROM pg_constraint WHERE connamespace = current_schema()::regnamespace)`).Scan(&schema); err != nil {
+		t.Fatal(err)
+	}
+	return versions, schema
+}
+
+func wantAllPostgresVersions(t *testing.T, versions []int64) {
+	t.Helper()
+	ms, err := migrations.Parse(migrations.Postgres())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := make([]int64, len(ms))
+	for i, m := range ms {
+		want[i] = m.Version
+	}
+	if fmt.Sprint(versions) != fmt.Sprint(want) {
+		t.Fatalf("schema_migrations holds %v, want each of %v once", versions, want)
+	}
+}
+
+func TestPostgresMigrateTwice(t *testing.T) {
+	t.Parallel()
+	url := newTestDatabase(t)
+	openTestPostgres(t, url).Close()
+	v1, schema1 := pgSchemaOf(t, url)
+	wantAllPostgresVersions(t, v1)
+	for _, table := range []string{"docs", "changes", "meta"} {
+		if !strings.Contains(schema1, table+".doc_id") && !strings.Contains(schema1, table+".key") {
+			t.Errorf("schema lacks table %s:\n%s", table, schema1)
+		}
+	}
+	openTestPostgres(t, url).Close()
+	if err := MigratePostgres(context.Background(), url); err != nil {
+		t.Fatalf("MigratePostgres on a migrated database: %v", err)
+	}
+	v2, schema2 := pgSchemaOf(t, url)
+	wantAllPostgresVersions(t, v2)
+	if schema1 != schema2 {
+		t.Errorf("schema changed by migrating again:\n%s\nvs\n%s", schema1, schema2)
+	}
+}
+
+func TestPostgresConcurrentOpen(t *testing.T) {
+	t.Parallel()
+	for round := range 3 {
+		url := newTestDatabase(t)
+		var stores [2]*Postgres
+		var errs [2]error
+		var wg sync.WaitGroup
+		for j := range stores {
+			wg.Go(func() { stores[j], errs[j] = OpenPostgres(context.Background(), url) })
+		}
+		wg.Wait()
+		for j, err := range errs {
+			if err != nil {
+				t.Fatalf("round %d: open #%d: %v", round, j, err)
+			}
+			defer stores[j].Close()
+		}
+		versions, _ := pgSchemaOf(t, url)
+		wantAllPostgresVersions(t, versions)
+
+		// Both write, both see each other's writes, and they agree on the
+		// storage ID even when both make it at the same time.
+		var ids [2]string
+		docs := [2]wire.DocID{wire.NewDocID(), wire.NewDocID()}
+		for j, s := range stores {
+			wg.Go(func() {
+				var err error
+				if ids[j], err = s.StorageID(context.Background()); err != nil {
+					t.Errorf("StorageID: %v", err)
+				}
+				if _, err := s.Append(context.Background(), docs[j], storetest.NewChanges(1, 10)); err != nil {
+					t.Errorf("Append: %v", err)
+				}
+			})
+		}
+		wg.Wait()
+		if ids[0] != ids[1] {
+			t.Errorf("round %d: storage IDs differ: %q, %q", round, ids[0], ids[1])
+		}
+		for _, s := range stores {
+			for _, id := range docs {
+				if _, err := s.Load(context.Background(), id); err != nil {
+					t.Errorf("round %d: Load: %v", round, err)
+				}
+			}
+		}
+	}
+}
+
+// TestHelperMigrate is not a test on its own: TestPostgresMigrateProcesses
+// runs the test binary with it to migrate from another process.
+func TestHelperMigrate(t *testing.T) {
+	url := os.Getenv("TANDEM_TEST_MIGRATE_URL")
+	if url == "" {
+		return
+	}
+	if at, err := strconv.ParseInt(os.Getenv("TANDEM_TEST_MIGRATE_AT"), 10, 64); err == nil {
+		time.Sleep(time.Until(time.Unix(0, at))) // start together with the other process
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := MigratePostgres(ctx, url); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPostgresMigrateProcesses migrates a fresh database from two processes
+// started at the same moment.
+func TestPostgresMigrateProcesses(t *testing.T) {
+	t.Parallel()
+	for round := range 2 {
+		url := newTestDatabase(t)
+		at := time.Now().Add(500 * time.Millisecond).UnixNano()
+		outs := make([][]byte, 2)
+		errs := make([]error, 2)
+		var wg sync.WaitGroup
+		for i := range 2 {
+			wg.Go(func() {
+				cmd := exec.Command(os.Args[0], "-test.run=^TestHelperMigrate$", "-test.count=1")
+				cmd.Env = append(os.Environ(), "TANDEM_TEST_MIGRATE_URL="+url,
+					"TANDEM_TEST_MIGRATE_AT="+strconv.FormatInt(at, 10))
+				outs[i], errs[i] = cmd.CombinedOutput()
+			})
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("round %d: process %d: %v\n%s", round, i, err, outs[i])
+			}
+		}
+		versions, _ := pgSchemaOf(t, url)
+		wantAllPostgresVersions(t, versions)
+		s := openTestPostgres(t, url)
+		if _, err := s.Append(context.Background(), wire.NewDocID(), storetest.NewChanges(2, 10)); err != nil {
+			t.Errorf("round %d: Append after migrating: %v", round, err)
+		}
+		s.Close()
+	}
+}
+
+// TestPostgresMigrationLock checks that start-up waits for the migration
+// lock, and gives up with its context.
+func TestPostgresMigrationLock(t *testing.T) {
+	t.Parallel()
+	url := newTestDatabase(t)
+	holder := testConn(t, url)
+	ctx := context.Background()
+	if _, err := holder.Exec(ctx, `SELECT pg_advisory_lock($1)`, pgMigrationLock); err != nil {
+		t.Fatal(err)
+	}
+
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if s, err := OpenPostgres(short, url); err == nil {
+		s.Close()
+		t.Fatal("OpenPostgres succeeded while another session held the migration lock")
+	} else if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("OpenPostgres under a held lock: %v, want a deadline error", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("OpenPostgres gave up after %v, long after its 300ms deadline", d)
+	}
+
+	// Sessions waiting for the lock: the one that gave up may still be
+	// among them (its backend notices the closed connection only once it
+	// gets the lock).
+	waiting := func() int {
+		var n int
+		if err := holder.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+			AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := waiting()
+	done := make(chan error, 1)
+	go func() {
+		s, err := OpenPostgres(ctx, url)
+		if err == nil {
+			s.Close()
+		}
+		done <- err
+	}()
+	for deadline := time.Now().Add(10 * time.Second); waiting() <= before; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("OpenPostgres never waited for the migration lock")
+		}
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("OpenPostgres returned (%v) while the lock was held", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if _, err := holder.Exec(ctx, `SELECT pg_advisory_unlock($1)`, pgMigrationLock); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("OpenPostgres after the lock was released: %v", err)
+	}
+	versions, _ := pgSchemaOf(t, url)
+	wantAllPostgresVersions(t, versions)
+}
+
+func TestPostgresRefusesNewerSchema(t *testing.T) {
+	t.Parallel()
+	url := newTestDatabase(t)
+	openTestPostgres(t, url).Close()
+	if _, err := testConn(t, url).Exec(context.Background(),
+		`INSERT INTO schema_migrations (version, name, applied_at) VALUES (9999, 'future.sql', now())`); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := OpenPostgres(context.Background(), url); err == nil {
+		s.Close()
+		t.Fatal("OpenPostgres of a database with a newer schema succeeded")
+	}
+}
+
+func TestRunMigrationsPostgres(t *testing.T) {
+	t.Parallel()
+	url := newTestDatabase(t)
+	openTestPostgres(t, url).Close()
+	conn := testConn(t, url)
+	ctx := context.Background()
+	mg := pgMigrator{conn: conn, now: time.Now}
+	fsys := fstest.MapFS{
+		"0001_init.sql": {Data: []byte("SELECT 1")}, // recorded already by OpenPostgres
+		"0002_a.sql":    {Data: []byte("CREATE TABLE t2 (x int); INSERT INTO t2 VALUES (1), (2);")},
+	}
+	ran, err := runMigrations(ctx, fsys, mg)
+	if err != nil || fmt.Sprint(ran) != "[2]" {
+		t.Fatalf("runMigrations = %v, %v; want [2]", ran, err)
+	}
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM t2`).Scan(&n); err != nil || n != 2 {
+		t.Fatalf("t2 has %d rows, %v; want 2 (both statements of the file ran)", n, err)
+	}
+	// A failing file is rolled back whole (DDL included) and not recorded;
+	// the ones before it stay applied.
+	fsys["0003_ok.sql"] = &fstest.MapFile{Data: []byte("CREATE TABLE t3 (x int);")}
+	fsys["0004_bad.sql"] = &fstest.MapFile{Data: []byte("CREATE TABLE t4 (x int); SELECT * FROM missing;")}
+	if ran, err = runMigrations(ctx, fsys, mg); err == nil {
+		t.Fatal("runMigrations with a bad file succeeded")
+	}
+	if fmt.Sprint(ran) != "[3]" {
+		t.Errorf("ran %v before failing, want [3]", ran)
+	}
+	rows, _ := conn.Query(ctx, `SELECT version FROM schema_migrations ORDER BY version`)
+	if versions, err := pgx.CollectRows(rows, pgx.RowTo[int64]); err != nil || fmt.Sprint(versions) != "[1 2 3]" {
+		t.Errorf("recorded versions %v, %v; want [1 2 3]", versions, err)
+	}
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_tables WHERE tablename IN ('t3', 't4')`).Scan(&n); err != nil || n != 1 {
+		t.Errorf("%d of tables t3 (applied), t4 (failed) exist, %v; want only t3", n, err)
+	}
+}
+
+func TestPostgresUnreachableAtOpen(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	s, err := OpenPostgres(ctx, "postgres://postgres@127.0.0.1:1/test?sslmode=disable")
+	if err == nil {
+		s.Close()
+		t.Fatal("OpenPostgres of an unreachable server succeeded")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("OpenPostgres took %v to fail", d)
+	}
+	if err := MigratePostgres(ctx, "postgres://postgres@127.0.0.1:1/test?sslmode=disable"); err == nil {
+		t.Error("MigratePostgres of an unreachable server succeeded")
+	}
+}
+
+func TestPostgresStat(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	now := time.UnixMilli(1_700_000_000_000)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	tick := func() { mu.Lock(); now = now.Add(time.Second); mu.Unlock() }
+	s := openTestPostgres(t, newTestDatabase(t), WithPostgresClock(clock))
+	defer s.Close()
+
+	check := func(what string, want DocStat) {
+		t.Helper()
+		st, err := s.Stat(ctx, want.ID)
+		if err != nil {
+			t.Fatalf("Stat %s: %v", what, err)
+		}
+		if !st.CreatedAt.Equal(want.CreatedAt) || !st.UpdatedAt.Equal(want.UpdatedAt) {
+			t.Errorf("Stat %s: created %v, updated %v; want %v, %v", what, st.CreatedAt, st.UpdatedAt, want.CreatedAt, want.UpdatedAt)
+		}
+		st.CreatedAt, st.UpdatedAt, want.CreatedAt, want.UpdatedAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+		if st != want {
+			t.Errorf("Stat %s = %+v;\nwant %+v", what, st, want)
+		}
+	}
+	id := wire.NewDocID()
+	if _, err := s.Stat(ctx, id); !errors.Is(err, room.ErrNotFound) {
+		t.Fatalf("Stat(unknown) error = %v, want room.ErrNotFound", err)
+	}
+	created := clock()
+	changes := storetest.NewChanges(3, 100)
+	last, err := s.Append(ctx, id, append(changes, changes[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := DocStat{ID: id, Size: 300, ChangeCount: 3, LastSeq: last, CreatedAt: created, UpdatedAt: created}
+	check("after Append", want)
+	tick()
+	// Appending only logged changes changes nothing.
+	if _, err := s.Append(ctx, id, changes[1:]); err != nil {
+		t.Fatal(err)
+	}
+	check("after a duplicate Append", want)
+	if err := s.Compact(ctx, id, make([]byte, 50), storetest.NewHeads(1), last-1); err != nil {
+		t.Fatal(err)
+	}
+	want = DocStat{ID: id, Size: 150, SnapshotSize: 50, ChangeCount: 1, LastSeq: last, SnapshotSeq: last - 1,
+		CreatedAt: created, UpdatedAt: clock()}
+	check("after Compact", want)
+	tick()
+	if last, err = s.Append(ctx, id, storetest.NewChanges(1, 7)); err != nil {
+		t.Fatal(err)
+	}
+	want.Size, want.ChangeCount, want.LastSeq, want.UpdatedAt = 157, 2, last, clock()
+	check("after Append", want)
+	tick()
+	if err := s.Compact(ctx, id, make([]byte, 20), nil, last); err != nil {
+		t.Fatal(err)
+	}
+	want.Size, want.SnapshotSize, want.ChangeCount, want.SnapshotSeq, want.UpdatedAt = 20, 20, 0, last, clock()
+	check("after a full Compact", want)
+}
+
+func TestPostgresClosed(t *testing.T) {
+	t.Parallel()
+	for _, gc := range []bool{true, false} {
+		s := openTestPostgres(t, newTestDatabase(t), WithGroupCommit(gc))
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			t.Errorf("second Close: %v", err)
+		}
+		ctx := context.Background()
+		id := wire.NewDocID()
+		if _, err := s.Append(ctx, id, storetest.NewChanges(1, 1)); !errors.Is(err, ErrClosed) {
+			t.Errorf("group commit %v: Append after Close: %v", gc, err)
+		}
+		if _, err := s.Append(ctx, id, nil); !errors.Is(err, ErrClosed) {
+			t.Errorf("empty Append after Close: %v", err)
+		}
+		if _, err := s.Load(ctx, id); !errors.Is(err, ErrClosed) {
+			t.Errorf("Load after Close: %v", err)
+		}
+		if _, err := s.Stat(ctx, id); !errors.Is(err, ErrClosed) {
+			t.Errorf("Stat after Close: %v", err)
+		}
+		if err := s.Compact(ctx, id, []byte{1}, nil, 0); !errors.Is(err, ErrClosed) {
+			t.Errorf("Compact after Close: %v", err)
+		}
+		if err := s.Delete(ctx, id); !errors.Is(err, ErrClosed) {
+			t.Errorf("Delete after Close: %v", err)
+		}
+		if _, err := s.StorageID(ctx); !errors.Is(err, ErrClosed) {
+			t.Errorf("StorageID after Close: %v", err)
+		}
+	}
+}
+
+func TestPostgresCanceledContext(t *testing.T) {
+	t.Parallel()
+	s := openTestPostgres(t, newTestDatabase(t))
+	defer s.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	id := wire.NewDocID()
+	if _, err := s.Append(ctx, id, storetest.NewChanges(1, 10)); !errors.Is(err, context.Canceled) {
+		t.Errorf("Append with a canceled context: %v", err)
+	}
+	if _, err := s.Load(context.Background(), id); !errors.Is(err, room.ErrNotFound) {
+		t.Errorf("Load after canceled Append: %v, want room.ErrNotFound", err)
+	}
+}
+
+func TestPostgresSynchronousCommit(t *testing.T) {
+	t.Parallel()
+	url := newTestDatabase(t)
+	s := openTestPostgres(t, url)
+	defer s.Close()
+	var setting string
+	if err := s.pool.QueryRow(context.Background(), `SHOW synchronous_commit`).Scan(&setting); err != nil || setting != "on" {
+		t.Errorf("synchronous_commit = %q, %v; want on", setting, err)
+	}
+	off := withParam(url, "synchronous_commit", "off")
+	if s, err := OpenPostgres(context.Background(), off); err == nil {
+		s.Close()
+		t.Error("OpenPostgres with synchronous_commit=off succeeded")
+	}
+}
