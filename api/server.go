@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/tandem-sync/tandem/sync/hub"
 	"github.com/tandem-sync/tandem/sync/room"
@@ -33,6 +35,17 @@ type Config struct {
 	// StorePing, when set, is called by /readyz to check that the store
 	// answers; nil checks only the outcome of the rooms' last writes.
 	StorePing func(ctx context.Context) error
+	// Catalog lists and describes stored documents for the REST API.
+	// Required for the /api/v1 routes.
+	Catalog Catalog
+	// MaxBodyBytes bounds REST request bodies (a document import is the
+	// largest). Zero means 64 MiB.
+	MaxBodyBytes int64
+	// RequestTimeout bounds each REST request. Zero means 30 s.
+	RequestTimeout time.Duration
+	// Gatherer serves /metrics in the Prometheus format; nil serves no
+	// /metrics.
+	Gatherer prometheus.Gatherer
 	// Version is shown on the landing page.
 	Version string
 	// Logger receives request events. Nil discards them.
@@ -63,11 +76,33 @@ func NewServer(h *hub.Hub, rooms *room.Registry, cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 64 << 20
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 30 * time.Second
+	}
 	s := &Server{cfg: cfg, hub: h, rooms: rooms, log: cfg.Logger}
 	r := chi.NewRouter()
 	r.Get("/healthz", s.healthz)
 	r.Get("/readyz", s.readyz)
 	r.Get("/", s.home)
+	if cfg.Gatherer != nil {
+		r.Handle("/metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
+	}
+	// The REST API. Its timeout applies to these routes only: the
+	// WebSocket endpoint lives outside any request timeout.
+	r.Route("/api/v1", func(r chi.Router) {
+		r.Use(s.timeout)
+		r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+			s.writeError(w, r, errorf(http.StatusNotFound, "route_not_found", "no such API route: "+r.Method+" "+r.URL.Path))
+		})
+		r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+			s.writeError(w, r, errorf(http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed on "+r.URL.Path))
+		})
+		r.Get("/openapi.json", s.openapi)
+		s.mountDocs(r)
+	})
 	// Upgrades are accepted on any path, like the official server.
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		if isUpgrade(r) {
@@ -79,6 +114,19 @@ func NewServer(h *hub.Hub, rooms *room.Registry, cfg Config) *Server {
 	s.router = r
 	return s
 }
+
+// timeout bounds a REST request's context (it writes nothing itself, so it
+// can never race a handler's response).
+func (s *Server) timeout(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
+		defer cancel()
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// Router returns the chi router, for tests that walk its routes.
+func (s *Server) Router() chi.Router { return s.router }
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.ServeHTTP(w, r) }

@@ -17,8 +17,11 @@ import (
 // Every setting is a flag --name and an environment variable TANDEM_NAME;
 // the flag wins. The README's configuration table lists them.
 type Config struct {
+	// Migrate is set by the "migrate" subcommand: apply migrations and exit.
+	Migrate        bool
 	Addr           string
 	DataDir        string
+	DatabaseURL    string
 	AllowAnonymous bool
 	LogLevel       slog.Level
 	LogFormat      string
@@ -46,11 +49,23 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	}
 
 	var c Config
+	if len(args) > 0 && args[0] == "migrate" {
+		c.Migrate, args = true, args[1:]
+	}
 	var logLevel string
 	fs := flag.NewFlagSet("tandem", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: tandem [migrate] [flags]\n\n  tandem          run the server\n  tandem migrate  apply database migrations and exit\n\nflags:")
+		fs.PrintDefaults()
+	}
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.Addr, "addr", env("ADDR", addrDefault), "listen address host:port (env TANDEM_ADDR; PORT sets only the port)")
 	fs.StringVar(&c.DataDir, "data-dir", env("DATA_DIR", "./tandem-data"), "directory of the embedded SQLite store")
+	dbURL := getenv("TANDEM_DATABASE_URL")
+	if dbURL == "" {
+		dbURL = getenv("DATABASE_URL")
+	}
+	fs.StringVar(&c.DatabaseURL, "database-url", dbURL, "Postgres URL (env DATABASE_URL or TANDEM_DATABASE_URL); empty: the embedded SQLite store")
 	fs.StringVar(&logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", env("LOG_FORMAT", "text"), "text or json")
 	fs.StringVar(&c.PeerID, "peer-id", env("PEER_ID", defaultPeerID()), "the server's automerge-repo peer ID")

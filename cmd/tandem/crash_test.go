@@ -18,11 +18,20 @@ import (
 // records which of its changes the server has advertised back (the server's
 // heads include the change): those must survive any crash.
 type crashWriter struct {
-	id     wire.PeerID
-	docID  wire.DocID
-	doc    *automerge.Doc
+	id       wire.PeerID
+	docID    wire.DocID
+	doc      *automerge.Doc
+	acked    atomic.Int64 // highest change index advertised back, -1 for none
+	sessions atomic.Int64 // connections made
+
+	mu     sync.Mutex
 	hashes []automerge.ChangeHash // hashes[i] is change i, which sets key k<i>
-	acked  atomic.Int64           // highest change index advertised back, -1 for none
+}
+
+func (w *crashWriter) hashesSnapshot() []automerge.ChangeHash {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]automerge.ChangeHash(nil), w.hashes...)
 }
 
 func newCrashWriter(n int) *crashWriter {
@@ -39,6 +48,7 @@ func (w *crashWriter) run(ctx context.Context, url func() string) {
 			time.Sleep(20 * time.Millisecond)
 			continue
 		}
+		w.sessions.Add(1)
 		w.session(ctx, p)
 		p.close()
 	}
@@ -59,7 +69,9 @@ func (w *crashWriter) session(ctx context.Context, p *peer) {
 			if err != nil {
 				panic(err)
 			}
+			w.mu.Lock()
 			w.hashes = append(w.hashes, h)
+			w.mu.Unlock()
 			if p.sendSync(ctx, wire.TypeSync) != nil {
 				return
 			}
@@ -161,4 +173,9 @@ func crashTest(t *testing.T, cycles int, env []string, args ...string) {
 func TestCrashDurabilitySQLite(t *testing.T) {
 	t.Parallel()
 	crashTest(t, 10, nil, "--data-dir", t.TempDir())
+}
+
+func TestCrashDurabilityPostgres(t *testing.T) {
+	t.Parallel()
+	crashTest(t, 10, nil, "--database-url", freshDatabase(t))
 }

@@ -18,6 +18,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
 	"github.com/tandem-sync/tandem/api"
 	"github.com/tandem-sync/tandem/docstore"
 	"github.com/tandem-sync/tandem/sync/hub"
@@ -52,9 +55,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	log := newLogger(cfg, stderr)
 
-	store, err := docstore.OpenSQLite(ctx, cfg.DataDir)
+	if cfg.Migrate {
+		return migrate(ctx, cfg, log)
+	}
+	store, err := openStore(ctx, cfg, log)
 	if err != nil {
-		return fmt.Errorf("open store: %w", err)
+		return err
 	}
 	defer store.Close()
 	storageID, err := store.StorageID(ctx)
@@ -62,22 +68,34 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return fmt.Errorf("storage ID: %w", err)
 	}
 
+	promReg := prometheus.NewRegistry()
+	promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := api.NewMetrics(promReg)
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+
 	rooms := room.NewRegistry(store, room.Config{
 		IdleTimeout:    cfg.IdleTimeout,
 		CompactChanges: cfg.CompactChanges,
 		DrainTimeout:   cfg.DrainTimeout,
 		Logger:         log,
+		Metrics:        metrics,
 	})
 	h := hub.New(rooms, hub.Config{
 		PeerID:    wire.PeerID(cfg.PeerID),
 		StorageID: storageID,
 		QueueSize: cfg.QueueSize,
 		Logger:    log,
+		Metrics:   metrics,
 	})
 	srv := api.NewServer(h, rooms, api.Config{
 		MaxFrameBytes: cfg.MaxFrameBytes,
 		PingInterval:  cfg.PingInterval,
 		PongTimeout:   cfg.PongTimeout,
+		StorePing:     storePing(store),
+		Catalog:       store,
+		Gatherer:      promReg,
 		Version:       version,
 		Logger:        log,
 	})
@@ -91,7 +109,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	httpSrv := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
-	log.Info("listening", "addr", ln.Addr().String(), "data_dir", cfg.DataDir, "peer_id", cfg.PeerID,
+	log.Info("listening", "addr", ln.Addr().String(), "store", storeName(cfg), "peer_id", cfg.PeerID,
 		"storage_id", storageID, "version", version)
 	if cfg.AllowAnonymous {
 		log.Warn("anonymous access: any client that can reach this address can read and write every document")
@@ -117,6 +135,63 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	log.Info("stopped")
+	return nil
+}
+
+// store is what the binary needs of a document store: what rooms use and
+// what the REST API lists. Both docstore stores are one.
+type store interface {
+	room.Store
+	api.Catalog
+}
+
+// openStore opens Postgres when a database URL is configured, and the
+// embedded SQLite store otherwise. Both apply their migrations first.
+func openStore(ctx context.Context, cfg Config, log *slog.Logger) (store, error) {
+	if cfg.DatabaseURL != "" {
+		st, err := docstore.OpenPostgres(ctx, cfg.DatabaseURL)
+		if err != nil {
+			return nil, fmt.Errorf("open postgres store: %w", err)
+		}
+		return st, nil
+	}
+	st, err := docstore.OpenSQLite(ctx, cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite store in %s: %w", cfg.DataDir, err)
+	}
+	return st, nil
+}
+
+func migrate(ctx context.Context, cfg Config, log *slog.Logger) error {
+	if cfg.DatabaseURL != "" {
+		if err := docstore.MigratePostgres(ctx, cfg.DatabaseURL); err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+	} else {
+		st, err := docstore.OpenSQLite(ctx, cfg.DataDir) // opening migrates
+		if err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+		if err := st.Close(); err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+	}
+	log.Info("migrations applied", "store", storeName(cfg))
+	return nil
+}
+
+func storeName(cfg Config) string {
+	if cfg.DatabaseURL != "" {
+		return "postgres"
+	}
+	return "sqlite:" + cfg.DataDir
+}
+
+// storePing returns the store's Ping for /readyz, if it has one.
+func storePing(st room.Store) func(context.Context) error {
+	if p, ok := st.(interface{ Ping(context.Context) error }); ok {
+		return p.Ping
+	}
 	return nil
 }
 

@@ -159,6 +159,10 @@ type peer struct {
 	docID wire.DocID
 	doc   *automerge.Doc
 	ss    *automerge.SyncState
+	// A reader goroutine feeds in: coder/websocket closes the connection
+	// when a Read's context ends, so reads with timeouts go through it.
+	in   chan wire.Message
+	errc chan error
 }
 
 func dialPeer(ctx context.Context, url string, id wire.PeerID, docID wire.DocID, doc *automerge.Doc) (*peer, error) {
@@ -167,7 +171,23 @@ func dialPeer(ctx context.Context, url string, id wire.PeerID, docID wire.DocID,
 		return nil, err
 	}
 	c.SetReadLimit(200 << 20)
-	p := &peer{c: c, id: id, docID: docID, doc: doc, ss: automerge.NewSyncState(doc)}
+	p := &peer{c: c, id: id, docID: docID, doc: doc, ss: automerge.NewSyncState(doc),
+		in: make(chan wire.Message, 64), errc: make(chan error, 1)}
+	go func() {
+		for {
+			_, b, err := c.Read(context.Background())
+			if err != nil {
+				p.errc <- err
+				return
+			}
+			m, err := wire.Decode(b)
+			if err != nil {
+				p.errc <- err
+				return
+			}
+			p.in <- m
+		}
+	}()
 	if err := p.write(ctx, wire.Message{Type: wire.TypeJoin, SenderID: id, SupportedProtocolVersions: []string{"1"}}); err != nil {
 		c.CloseNow()
 		return nil, err
@@ -190,12 +210,18 @@ func (p *peer) write(ctx context.Context, m wire.Message) error {
 	return p.c.Write(ctx, websocket.MessageBinary, b)
 }
 
+// read returns the next message, or ctx's error when none comes in time
+// (the connection stays open).
 func (p *peer) read(ctx context.Context) (wire.Message, error) {
-	_, b, err := p.c.Read(ctx)
-	if err != nil {
+	select {
+	case m := <-p.in:
+		return m, nil
+	case err := <-p.errc:
+		p.errc <- err
 		return wire.Message{}, err
+	case <-ctx.Done():
+		return wire.Message{}, ctx.Err()
 	}
-	return wire.Decode(b)
 }
 
 // sendSync sends the next sync message, if the sync state has one.
