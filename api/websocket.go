@@ -73,7 +73,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	defer cancel()
 	go s.keepAlive(ctx, c)
-	s.hub.Serve(ctx, wsTransport{c: c})
+	s.hub.Serve(ctx, wsTransport{c: c}, hub.Session{})
 }
 
 // keepAlive pings the peer every PingInterval and closes the connection when

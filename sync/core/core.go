@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/automerge/automerge-go"
 )
@@ -152,6 +153,49 @@ func (s *SyncState) Receive(msg []byte) ([]Change, error) {
 		}
 	}
 	return out, nil
+}
+
+// ReceiveReadOnly applies a sync message from a peer that may read the
+// document but not change it. The peer's changes are dropped before the core
+// sees them, and so are the hashes the document does not have from its
+// heads and last-sync lists: the core then neither applies anything nor asks
+// the peer for its changes, so the exchange stays as short as with a peer
+// that has nothing new. The peer still learns everything the document has.
+// It reports whether the peer had sent changes.
+func (s *SyncState) ReceiveReadOnly(msg []byte) (dropped bool, err error) {
+	parsed, err := parseSyncMessage(msg)
+	if err != nil {
+		return false, fmt.Errorf("%w: %v", ErrBadSyncMessage, err)
+	}
+	dropped = len(parsed.changes) > 0
+	// The peer's heads, as far as this document knows them: its heads we
+	// have, plus what it says it last synced. Unknown heads would make the
+	// core ask for the peer's changes over and over; an empty list would
+	// make it reset and resend everything each time.
+	heads := s.doc.known(parsed.heads)
+	for i := range parsed.haves {
+		parsed.haves[i].lastSync = s.doc.known(parsed.haves[i].lastSync)
+		if len(parsed.heads) > 0 && len(heads) == 0 {
+			heads = append(heads, parsed.haves[i].lastSync...)
+		}
+	}
+	slices.SortFunc(heads, func(a, b Hash) int { return bytes.Compare(a[:], b[:]) })
+	parsed.heads = slices.Compact(heads)
+	if _, err := s.s.ReceiveMessage(parsed.encodeWithoutChanges()); err != nil {
+		return dropped, fmt.Errorf("%w: %v", ErrBadSyncMessage, err)
+	}
+	return dropped, nil
+}
+
+// known returns the hashes of hs that the document has.
+func (d *Doc) known(hs []Hash) []Hash {
+	out := hs[:0:0]
+	for _, h := range hs {
+		if d.Has(h) {
+			out = append(out, h)
+		}
+	}
+	return out
 }
 
 // admit checks that the changes a peer sent, taken in order, each extend

@@ -194,3 +194,83 @@ func syncMessageWith(chunk []byte) []byte {
 	}
 	return append(msg, chunk...)
 }
+
+func TestReceiveReadOnlyDropsChangesAndStaysQuiet(t *testing.T) {
+	// The server has a document; a read-only client has it too and edits.
+	server := NewDoc()
+	if err := server.d.RootMap().Set("k", "server"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := server.d.Commit("s"); err != nil {
+		t.Fatal(err)
+	}
+	client, err := automerge.Load(server.Save())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := client.RootMap().Set("k", "client edit"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Commit("c"); err != nil {
+		t.Fatal(err)
+	}
+	before := server.Heads()
+	ss, cs := server.NewSyncState(), automerge.NewSyncState(client)
+	messages, dropped := 0, false
+	for range 20 {
+		progress := false
+		if m, ok := cs.GenerateMessage(); ok {
+			messages++
+			progress = true
+			d, err := ss.ReceiveReadOnly(m.Bytes())
+			if err != nil {
+				t.Fatal(err)
+			}
+			dropped = dropped || d
+		}
+		if m, ok := ss.Generate(); ok {
+			messages++
+			progress = true
+			if _, err := cs.ReceiveMessage(m); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !progress {
+			break
+		}
+	}
+	if !dropped {
+		t.Fatal("the client's change was not reported as dropped")
+	}
+	if !slices.Equal(server.Heads(), before) {
+		t.Fatal("a read-only peer's change reached the document")
+	}
+	if messages > 6 {
+		t.Fatalf("%d messages exchanged: the exchange with a read-only peer does not settle", messages)
+	}
+
+	// The client still receives what the server gets later.
+	if err := server.d.RootMap().Set("later", true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := server.d.Commit("later"); err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		m, ok := ss.Generate()
+		if !ok {
+			break
+		}
+		if _, err := cs.ReceiveMessage(m); err != nil {
+			t.Fatal(err)
+		}
+		if r, ok := cs.GenerateMessage(); ok {
+			if _, err := ss.ReceiveReadOnly(r.Bytes()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if v, err := client.Path("later").Get(); err != nil || v.Kind() != automerge.KindBool {
+		t.Fatalf("client did not receive the server's later change: %v %v", v, err)
+	}
+}

@@ -27,10 +27,18 @@ const (
 
 var errShort = errors.New("truncated")
 
-// syncMessage is the part of a sync message the server checks.
+// syncMessage is a parsed sync message: everything but the changes' bodies.
 type syncMessage struct {
 	heads   []Hash
+	need    []Hash
+	haves   []have
 	changes []changeHeader
+}
+
+// have is one entry of a sync message's have list.
+type have struct {
+	lastSync []Hash
+	bloom    []byte // as sent
 }
 
 // changeHeader is what the server reads of one change chunk.
@@ -122,16 +130,18 @@ func parseSyncMessage(b []byte) (syncMessage, error) {
 		return m, fmt.Errorf("unknown sync message type 0x%02x", v)
 	}
 	m.heads = r.hashes()
-	r.hashes() // need
+	m.need = r.hashes()
 	haves := r.uleb()
 	if haves > maxHaveEntries {
 		return m, fmt.Errorf("%d have entries", haves)
 	}
 	for range haves {
-		r.hashes() // last_sync
-		if err := checkBloom(r.take(r.uleb())); err != nil {
+		h := have{lastSync: r.hashes()}
+		h.bloom = r.take(r.uleb())
+		if err := checkBloom(h.bloom); err != nil {
 			return m, err
 		}
+		m.haves = append(m.haves, h)
 	}
 	n := r.uleb()
 	if r.err == nil && n > uint64(len(r.b)) {
@@ -217,4 +227,35 @@ func parseChange(b []byte) (changeHeader, error) {
 		return c, errors.New("change with seq 0")
 	}
 	return c, nil
+}
+
+// encode writes m as a V1 sync message without changes and without a
+// trailer (see SYNC-ALGORITHM.md §1.2 and §1.4).
+func (m syncMessage) encodeWithoutChanges() []byte {
+	b := []byte{0x42}
+	b = appendHashes(b, m.heads)
+	b = appendHashes(b, m.need)
+	b = appendUleb(b, uint64(len(m.haves)))
+	for _, h := range m.haves {
+		b = appendHashes(b, h.lastSync)
+		b = appendUleb(b, uint64(len(h.bloom)))
+		b = append(b, h.bloom...)
+	}
+	return appendUleb(b, 0) // no changes
+}
+
+func appendHashes(b []byte, hs []Hash) []byte {
+	b = appendUleb(b, uint64(len(hs)))
+	for _, h := range hs {
+		b = append(b, h[:]...)
+	}
+	return b
+}
+
+func appendUleb(b []byte, v uint64) []byte {
+	for v >= 0x80 {
+		b = append(b, byte(v)|0x80)
+		v >>= 7
+	}
+	return append(b, byte(v))
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tandem-sync/tandem/sync/room"
@@ -17,16 +18,18 @@ import (
 // Hub.Serve; its writer drains a bounded queue on a goroutine of its own, so
 // that rooms never block on a socket. Conn implements room.Peer.
 type Conn struct {
-	hub *Hub
-	t   Transport
-	log *slog.Logger
+	hub  *Hub
+	t    Transport
+	log  *slog.Logger
+	sess Session
 
 	out       chan outItem
 	closed    chan struct{}
 	closeOnce sync.Once
 
-	// Set once by the reader when the peer joins, read-only after.
-	peerID wire.PeerID
+	// peerID is set once by the reader when the peer joins; other
+	// goroutines (rooms, revocations, timers) read it through ID.
+	peerID atomic.Value // wire.PeerID
 	meta   wire.PeerMetadata
 
 	// Owned by the reader goroutine: documents this connection synced.
@@ -42,10 +45,11 @@ type outItem struct {
 	reason string
 }
 
-func newConn(h *Hub, t Transport) *Conn {
+func newConn(h *Hub, t Transport, sess Session) *Conn {
 	return &Conn{
 		hub:    h,
 		t:      t,
+		sess:   sess,
 		log:    h.log,
 		out:    make(chan outItem, h.cfg.QueueSize),
 		closed: make(chan struct{}),
@@ -54,7 +58,10 @@ func newConn(h *Hub, t Transport) *Conn {
 }
 
 // ID returns the peer's ID (empty before join).
-func (c *Conn) ID() wire.PeerID { return c.peerID }
+func (c *Conn) ID() wire.PeerID {
+	id, _ := c.peerID.Load().(wire.PeerID)
+	return id
+}
 
 // Send queues msg without blocking. The sender ID defaults to the server's
 // (relayed ephemeral messages keep their author's) and the target is this
@@ -63,7 +70,7 @@ func (c *Conn) Send(msg wire.Message) {
 	if msg.SenderID == "" {
 		msg.SenderID = c.hub.cfg.PeerID
 	}
-	msg.TargetID = c.peerID
+	msg.TargetID = c.ID()
 	c.enqueue(outItem{msg: msg})
 }
 
@@ -87,7 +94,7 @@ func (c *Conn) enqueue(it outItem) {
 	select {
 	case c.out <- it:
 	default:
-		c.log.Warn("peer too slow, disconnecting", "peer", string(c.peerID), "queue", cap(c.out))
+		c.log.Warn("peer too slow, disconnecting", "peer", string(c.ID()), "queue", cap(c.out))
 		c.close(wire.CloseSlowConsumer, "outbound queue full")
 	}
 }
@@ -111,6 +118,13 @@ func (c *Conn) serve(ctx context.Context) {
 		defer close(writerDone)
 		c.writeLoop()
 	}()
+	if !c.sess.Expires.IsZero() {
+		expiry := time.AfterFunc(time.Until(c.sess.Expires), func() {
+			c.log.Info("access token expired, closing", "peer", string(c.ID()), "subject", c.sess.Subject)
+			c.Fail(wire.CloseTokenExpired, "access token expired")
+		})
+		defer expiry.Stop()
+	}
 	defer func() {
 		c.leaveRooms()
 		// Let the writer send what was queued before a close (an error
@@ -125,7 +139,7 @@ func (c *Conn) serve(ctx context.Context) {
 		kind, frame, err := c.t.Read(ctx)
 		if err != nil {
 			if !errors.Is(err, ErrTransportClosed) && ctx.Err() == nil {
-				c.log.Debug("connection read ended", "peer", string(c.peerID), "err", err)
+				c.log.Debug("connection read ended", "peer", string(c.ID()), "err", err)
 			}
 			c.close(wire.CloseNormal, "")
 			return
@@ -142,12 +156,12 @@ func (c *Conn) serve(ctx context.Context) {
 		msg, err := wire.Decode(frame)
 		c.hub.cfg.Metrics.MessageIn(metricType(msg.Type), len(frame))
 		if err != nil {
-			c.log.Info("malformed frame, closing", "peer", string(c.peerID), "err", err)
+			c.log.Info("malformed frame, closing", "peer", string(c.ID()), "err", err)
 			c.Fail(wire.CloseInvalidData, err.Error())
 			return
 		}
 		if err := c.handle(ctx, msg); err != nil {
-			c.log.Info("closing connection", "peer", string(c.peerID), "err", err)
+			c.log.Info("closing connection", "peer", string(c.ID()), "err", err)
 			return
 		}
 	}
@@ -172,7 +186,7 @@ func (c *Conn) writeLoop() {
 			c.hub.cfg.Metrics.MessageOut(it.msg.Type, len(frame))
 			if err != nil {
 				if wctx.Err() != nil {
-					c.log.Warn("write timed out, disconnecting", "peer", string(c.peerID))
+					c.log.Warn("write timed out, disconnecting", "peer", string(c.ID()))
 					c.close(wire.CloseSlowConsumer, "write timed out")
 				} else {
 					c.close(wire.CloseNormal, "")
@@ -188,7 +202,7 @@ func (c *Conn) writeLoop() {
 // handle processes one decoded message. A non-nil error ends the connection
 // (the close has been queued already).
 func (c *Conn) handle(ctx context.Context, msg wire.Message) error {
-	if c.peerID == "" {
+	if c.ID() == "" {
 		if msg.Type != wire.TypeJoin {
 			c.log.Debug("message before join dropped", "type", msg.Type)
 			return nil
@@ -199,7 +213,7 @@ func (c *Conn) handle(ctx context.Context, msg wire.Message) error {
 		c.sendError("already joined")
 		return nil
 	}
-	if msg.SenderID != c.peerID {
+	if msg.SenderID != c.ID() {
 		// One socket cannot speak for another peer; this also drops the
 		// echoes of relayed ephemeral messages.
 		return nil
@@ -212,8 +226,14 @@ func (c *Conn) handle(ctx context.Context, msg wire.Message) error {
 			return nil
 		}
 		msg.DocumentID = id
+		access := c.sess.access(id)
+		if access == AccessNone {
+			// Reveal nothing, not even whether the document exists.
+			c.Send(wire.Message{Type: wire.TypeDocUnavailable, DocumentID: id})
+			return nil
+		}
 		c.docs[id] = struct{}{}
-		if err := c.hub.rooms.Sync(ctx, c, msg); err != nil {
+		if err := c.hub.rooms.Sync(ctx, c, msg, access == AccessRead); err != nil {
 			c.close(wire.CloseGoingAway, "server shutting down")
 			return fmt.Errorf("deliver to room: %w", err)
 		}
@@ -233,15 +253,14 @@ func (c *Conn) join(msg wire.Message) error {
 		return errors.New("join without senderId")
 	}
 	if msg.SupportedProtocolVersions != nil && !slices.Contains(msg.SupportedProtocolVersions, wire.ProtocolVersion) {
-		c.peerID = msg.SenderID
+		c.peerID.Store(msg.SenderID)
 		c.Fail(wire.CloseProtocolError, "unsupported protocol version")
 		return fmt.Errorf("unsupported protocol versions %q", msg.SupportedProtocolVersions)
 	}
-	c.peerID = msg.SenderID
+	c.peerID.Store(msg.SenderID)
 	if msg.PeerMetadata != nil {
 		c.meta = *msg.PeerMetadata
 	}
-	c.log = c.log.With("peer", string(c.peerID))
 	if old := c.hub.register(c); old != nil {
 		old.close(wire.CloseReplaced, "replaced by a newer connection with the same peer ID")
 	}
@@ -250,7 +269,7 @@ func (c *Conn) join(msg wire.Message) error {
 		PeerMetadata:            &wire.PeerMetadata{StorageID: c.hub.cfg.StorageID},
 		SelectedProtocolVersion: wire.ProtocolVersion,
 	})
-	c.log.Debug("peer joined", "storage_id", c.meta.StorageID, "ephemeral", c.meta.IsEphemeral)
+	c.log.Debug("peer joined", "peer", string(msg.SenderID), "storage_id", c.meta.StorageID, "ephemeral", c.meta.IsEphemeral)
 	return nil
 }
 
@@ -263,6 +282,9 @@ func (c *Conn) relay(msg wire.Message) {
 		return
 	}
 	msg.DocumentID = id
+	if c.sess.access(id) == AccessNone {
+		return
+	}
 	if !c.hub.seen.fresh(msg) {
 		return
 	}

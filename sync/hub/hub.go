@@ -72,9 +72,10 @@ func New(rooms *room.Registry, cfg Config) *Hub {
 
 // Serve runs one connection until it ends: it reads and handles frames on
 // the calling goroutine and writes from a goroutine of its own. It returns
-// when the connection is closed, by either side.
-func (h *Hub) Serve(ctx context.Context, t Transport) {
-	c := newConn(h, t)
+// when the connection is closed, by either side, or when the session's
+// token expires.
+func (h *Hub) Serve(ctx context.Context, t Transport, sess Session) {
+	c := newConn(h, t, sess)
 	if !h.track(c) {
 		_ = t.Close(wire.CloseGoingAway, "server shutting down")
 		return
@@ -120,9 +121,45 @@ func (h *Hub) untrack(c *Conn) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	delete(h.all, c)
-	if c.peerID != "" && h.byPeer[c.peerID] == c {
-		delete(h.byPeer, c.peerID)
+	if id := c.ID(); id != "" && h.byPeer[id] == c {
+		delete(h.byPeer, id)
 	}
+}
+
+// Revoke closes every connection whose token has the ID jti, with
+// wire.CloseRevoked, and returns how many it closed.
+func (h *Hub) Revoke(jti string) int {
+	if jti == "" {
+		return 0
+	}
+	h.mu.Lock()
+	var hit []*Conn
+	for c := range h.all {
+		if c.sess.TokenID == jti {
+			hit = append(hit, c)
+		}
+	}
+	h.mu.Unlock()
+	for _, c := range hit {
+		c.Fail(wire.CloseRevoked, "access token revoked")
+	}
+	return len(hit)
+}
+
+// DisconnectDoc closes, with wire.CloseRevoked, the connections of the
+// peers in the document's room, and returns the token IDs they used (empty
+// for anonymous peers).
+func (h *Hub) DisconnectDoc(doc wire.DocID) []string {
+	var jtis []string
+	for _, p := range h.rooms.Peers(doc) {
+		c, ok := p.(*Conn)
+		if !ok {
+			continue
+		}
+		jtis = append(jtis, c.sess.TokenID)
+		c.Fail(wire.CloseRevoked, "access to document "+string(doc)+" revoked")
+	}
+	return jtis
 }
 
 // register makes c the connection of its peer ID and returns the one it
@@ -130,7 +167,7 @@ func (h *Hub) untrack(c *Conn) {
 func (h *Hub) register(c *Conn) *Conn {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	old := h.byPeer[c.peerID]
-	h.byPeer[c.peerID] = c
+	old := h.byPeer[c.ID()]
+	h.byPeer[c.ID()] = c
 	return old
 }

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/tandem-sync/tandem/docstore"
+	"github.com/tandem-sync/tandem/sync/core"
 	"github.com/tandem-sync/tandem/sync/hub"
 	"github.com/tandem-sync/tandem/sync/room"
 	"github.com/tandem-sync/tandem/sync/wire"
@@ -119,7 +120,7 @@ func (e *env) connect(p *pipe) *testConn {
 	go func() {
 		defer e.wg.Done()
 		defer close(c.done)
-		e.hub.Serve(context.Background(), p)
+		e.hub.Serve(context.Background(), p, hub.Session{})
 	}()
 	return c
 }
@@ -324,4 +325,173 @@ func TestSlowPeerIsDisconnected(t *testing.T) {
 	b.open(doc)
 	a.send(wire.Message{Type: wire.TypeEphemeral, SenderID: a.id, DocumentID: doc, SessionID: "s", Count: 100, Data: []byte{0xf6}})
 	b.expect(wire.TypeEphemeral)
+}
+
+// grants is a fixed table of access per document.
+type grants map[wire.DocID]hub.Access
+
+func (g grants) Access(doc wire.DocID) hub.Access { return g[doc] }
+
+// joinAs connects a peer with a session and completes the handshake.
+func (e *env) joinAs(id string, sess hub.Session) *testConn {
+	e.t.Helper()
+	c := &testConn{t: e.t, p: newPipe(), id: wire.PeerID(id), done: make(chan struct{})}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		defer close(c.done)
+		e.hub.Serve(context.Background(), c.p, sess)
+	}()
+	c.send(wire.Message{Type: wire.TypeJoin, SenderID: c.id})
+	c.expect(wire.TypePeer)
+	return c
+}
+
+// syncDoc makes a document with one change and returns a first sync
+// message that carries it (after the handshake with the server's reply).
+func changeMessage(t *testing.T) (*automerge.Doc, []byte) {
+	t.Helper()
+	d := automerge.New()
+	if err := d.RootMap().Set("k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Commit("c"); err != nil {
+		t.Fatal(err)
+	}
+	return d, d.Save()
+}
+
+func TestAccessNoneRevealsNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, hub.Config{})
+	secret, other := wire.NewDocID(), wire.NewDocID()
+	owner := e.join("peer-owner")
+	owner.open(secret) // the document's room exists
+
+	c := e.joinAs("peer-stranger", hub.Session{Grants: grants{other: hub.AccessWrite}, TokenID: "t1"})
+	rooms := e.rooms.Len()
+	d := automerge.New()
+	sm, _ := automerge.NewSyncState(d).GenerateMessage()
+	for _, doc := range []wire.DocID{secret, wire.NewDocID()} { // existing and missing look the same
+		c.send(wire.Message{Type: wire.TypeRequest, SenderID: c.id, DocumentID: doc, Data: sm.Bytes()})
+		if m := c.expect(wire.TypeDocUnavailable); m.DocumentID != doc {
+			t.Fatalf("doc-unavailable for %s, want %s", m.DocumentID, doc)
+		}
+	}
+	c.send(wire.Message{Type: wire.TypeEphemeral, SenderID: c.id, DocumentID: secret, SessionID: "s", Count: 1, Data: []byte{0xf6}})
+	if m, ok := owner.next(100 * time.Millisecond); ok {
+		t.Fatalf("owner received %s from a peer without access", m.Type)
+	}
+	if e.rooms.Len() != rooms {
+		t.Fatal("a request without access reached a room")
+	}
+}
+
+// pump syncs doc with the server over c until both sides are quiet, and
+// returns how many messages it sent and the error messages it received.
+func pump(t *testing.T, c *testConn, doc wire.DocID, ss *automerge.SyncState) (sent int, errs []string) {
+	t.Helper()
+	for range 50 {
+		if m, ok := ss.GenerateMessage(); ok {
+			sent++
+			c.send(wire.Message{Type: wire.TypeSync, SenderID: c.id, DocumentID: doc, Data: m.Bytes()})
+		}
+		r, ok := c.next(200 * time.Millisecond)
+		if !ok {
+			return sent, errs
+		}
+		switch r.Type {
+		case wire.TypeError:
+			errs = append(errs, r.ErrorMessage)
+		case wire.TypeSync:
+			if _, err := ss.ReceiveMessage(r.Data); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	t.Fatal("the exchange did not settle in 50 rounds")
+	return sent, errs
+}
+
+func TestReadOnlyPeerChangesAreDropped(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, hub.Config{})
+	doc := wire.NewDocID()
+	writer := e.join("peer-writer")
+	wd, _ := changeMessage(t)
+	wss := automerge.NewSyncState(wd)
+	pump(t, writer, doc, wss)
+
+	reader := e.joinAs("peer-reader", hub.Session{Grants: grants{doc: hub.AccessRead}})
+	rd := automerge.New()
+	rss := automerge.NewSyncState(rd)
+	pump(t, reader, doc, rss)
+	if v, err := rd.Path("k").Get(); err != nil || v.Str() != "v" {
+		t.Fatalf("the read-only peer did not receive the document: %v %v", v, err)
+	}
+
+	// The reader edits: its change is dropped, it is told once, and the
+	// exchange stays short.
+	if err := rd.RootMap().Set("k", "reader edit"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rd.Commit("reader"); err != nil {
+		t.Fatal(err)
+	}
+	sent, errs := pump(t, reader, doc, rss)
+	if len(errs) != 1 {
+		t.Fatalf("the read-only peer got %d error messages (%q), want 1", len(errs), errs)
+	}
+	if sent > 4 {
+		t.Fatalf("the read-only peer sent %d messages for one edit: the exchange does not settle", sent)
+	}
+	if m, ok := writer.next(200 * time.Millisecond); ok {
+		t.Fatalf("the writer was sent %s after a read-only peer's edit", m.Type)
+	}
+	err := e.rooms.Do(context.Background(), doc, func(d *core.Doc, _ bool) error {
+		if got := d.Heads(); len(got) != 1 || got[0] != core.Hash(wd.Heads()[0]) {
+			t.Errorf("document heads %x, want the writer's only", got)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The reader still receives the writer's later edits.
+	if err := wd.RootMap().Set("later", true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wd.Commit("later"); err != nil {
+		t.Fatal(err)
+	}
+	pump(t, writer, doc, wss)
+	pump(t, reader, doc, rss)
+	if v, err := rd.Path("later").Get(); err != nil || v.Kind() != automerge.KindBool {
+		t.Fatalf("the read-only peer missed a later edit: %v %v", v, err)
+	}
+}
+
+func TestTokenExpiryAndRevocation(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, hub.Config{})
+	expiring := e.joinAs("peer-expiring", hub.Session{TokenID: "jti-1", Expires: time.Now().Add(200 * time.Millisecond)})
+	expiring.expectClosed(wire.CloseTokenExpired)
+
+	doc := wire.NewDocID()
+	a := e.joinAs("peer-a", hub.Session{TokenID: "jti-a"})
+	b := e.joinAs("peer-b", hub.Session{TokenID: "jti-b"})
+	c := e.joinAs("peer-c", hub.Session{TokenID: "jti-c"})
+	if n := e.hub.Revoke("jti-a"); n != 1 {
+		t.Fatalf("Revoke closed %d connections, want 1", n)
+	}
+	a.expectClosed(wire.CloseRevoked)
+
+	b.open(doc)
+	jtis := e.hub.DisconnectDoc(doc)
+	if len(jtis) != 1 || jtis[0] != "jti-b" {
+		t.Fatalf("DisconnectDoc returned %v, want [jti-b]", jtis)
+	}
+	b.expectClosed(wire.CloseRevoked)
+	c.open(wire.NewDocID()) // others carry on
 }

@@ -121,9 +121,12 @@ func (g *Registry) unused(r *Room) bool {
 
 // Sync hands a sync or request message from peer to the document's room,
 // starting the room if needed. It blocks while the room's inbox is full,
-// which stops the calling connection from reading more.
-func (g *Registry) Sync(ctx context.Context, peer Peer, msg wire.Message) error {
-	return g.deliver(ctx, msg.DocumentID, envelope{kind: kindSync, peer: peer, msg: msg})
+// which stops the calling connection from reading more. A readOnly peer
+// receives the document and its changes, but changes it sends are dropped
+// before they reach the document (core.SyncState.ReceiveReadOnly) and it is
+// told so once.
+func (g *Registry) Sync(ctx context.Context, peer Peer, msg wire.Message, readOnly bool) error {
+	return g.deliver(ctx, msg.DocumentID, envelope{kind: kindSync, peer: peer, msg: msg, readOnly: readOnly})
 }
 
 // Do runs fn in the document's room, with exclusive access to its

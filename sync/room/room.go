@@ -24,11 +24,12 @@ const (
 
 // envelope is one item of a room's inbox.
 type envelope struct {
-	kind  envelopeKind
-	peer  Peer
-	msg   wire.Message
-	do    func(doc *core.Doc, exists bool) error
-	reply chan error // kindDo, kindDelete: buffered, answered once
+	kind     envelopeKind
+	peer     Peer
+	msg      wire.Message
+	readOnly bool // kindSync: the peer may not change the document
+	do       func(doc *core.Doc, exists bool) error
+	reply    chan error // kindDo, kindDelete: buffered, answered once
 }
 
 // peerState is what a room keeps per peer: its sync state and whether it
@@ -42,6 +43,8 @@ type peerState struct {
 	// receives the document when it appears.
 	wants    bool
 	notified bool
+	// warned: a read-only peer was told once that its changes are dropped.
+	warned bool
 }
 
 // Room hosts one document in memory. A single goroutine (run) owns the
@@ -207,7 +210,7 @@ func (r *Room) turn(ctx context.Context, batch []envelope) {
 		case kindLeave:
 			r.removePeer(env.peer)
 		case kindSync:
-			r.receive(env.peer, env.msg)
+			r.receive(env.peer, env.msg, env.readOnly)
 		case kindDo:
 			r.do(env)
 		case kindDelete:
@@ -226,14 +229,26 @@ func (r *Room) turn(ctx context.Context, batch []envelope) {
 	}
 }
 
-func (r *Room) receive(p Peer, msg wire.Message) {
+func (r *Room) receive(p Peer, msg wire.Message, readOnly bool) {
 	ps := r.peers[p]
 	if ps == nil {
 		ps = &peerState{sync: r.doc.NewSyncState()}
 		r.peers[p] = ps
 		r.publishPeers()
 	}
-	changes, err := ps.sync.Receive(msg.Data)
+	var changes []core.Change
+	var err error
+	if readOnly {
+		var dropped bool
+		dropped, err = ps.sync.ReceiveReadOnly(msg.Data)
+		if dropped && err == nil && !ps.warned {
+			ps.warned = true
+			p.Send(wire.Message{Type: wire.TypeError, TargetID: p.ID(), ErrorMessage: fmt.Sprintf(
+				"document %s is read-only for this connection: your changes are not applied, stored or relayed", r.id)})
+		}
+	} else {
+		changes, err = ps.sync.Receive(msg.Data)
+	}
 	if err != nil {
 		r.log.Warn("bad sync message", "peer", string(p.ID()), "err", err)
 		r.removePeer(p)

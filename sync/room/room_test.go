@@ -72,7 +72,7 @@ func (c *client) send(typ string) bool {
 		return false
 	}
 	msg := wire.Message{Type: typ, SenderID: c.peer.id, DocumentID: c.id, Data: sm.Bytes()}
-	if err := c.reg.Sync(context.Background(), c.peer, msg); err != nil {
+	if err := c.reg.Sync(context.Background(), c.peer, msg, false); err != nil {
 		c.t.Fatalf("deliver: %v", err)
 	}
 	return true
@@ -388,7 +388,7 @@ func TestBadSyncDataFailsOnlyThatPeer(t *testing.T) {
 	a.syncUntil(func() bool { return st.appends.Load() == 1 })
 	bad := newTestPeer("peer-bad")
 	for _, data := range [][]byte{{0x42, 0xff, 0xff, 0x01}, []byte("garbage"), {}} {
-		if err := reg.Sync(context.Background(), bad, wire.Message{Type: wire.TypeSync, SenderID: bad.id, DocumentID: id, Data: data}); err != nil {
+		if err := reg.Sync(context.Background(), bad, wire.Message{Type: wire.TypeSync, SenderID: bad.id, DocumentID: id, Data: data}, false); err != nil {
 			t.Fatal(err)
 		}
 		select {
@@ -469,7 +469,7 @@ func TestOutageStopsReadingPastTheBound(t *testing.T) {
 	blocked := false
 	for range 5 {
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-		err := reg.Sync(ctx, b, req)
+		err := reg.Sync(ctx, b, req, false)
 		cancel()
 		if errors.Is(err, context.DeadlineExceeded) {
 			blocked = true
@@ -485,7 +485,7 @@ func TestOutageStopsReadingPastTheBound(t *testing.T) {
 
 	st.failAppends.Store(false)
 	waitFor(t, func() bool { return st.appends.Load() == 2 && reg.StoreHealthy() })
-	if err := reg.Sync(context.Background(), b, req); err != nil {
+	if err := reg.Sync(context.Background(), b, req, false); err != nil {
 		t.Fatal(err)
 	}
 	m, ok := (&client{peer: b}).next(5 * time.Second)

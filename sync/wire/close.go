@@ -35,4 +35,10 @@ const (
 	CloseReplaced CloseCode = 4002
 	// CloseDeadPeer: the peer did not answer keepalive pings in time.
 	CloseDeadPeer CloseCode = 4003
+	// CloseTokenExpired: the connection's access token expired. Reconnect
+	// with a fresh token.
+	CloseTokenExpired CloseCode = 4401
+	// CloseRevoked: the connection's access token was revoked, or its
+	// access to a document was. Reconnecting with the same token fails.
+	CloseRevoked CloseCode = 4403
 )
