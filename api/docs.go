@@ -3,6 +3,8 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -76,12 +78,18 @@ func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any) error
 	if err != nil {
 		return err
 	}
+	return decodeStrict(b, v)
+}
+
+// decodeStrict decodes exactly one JSON value into v, refusing unknown
+// fields.
+func decodeStrict(b []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return errorf(http.StatusBadRequest, "invalid_json", "request body: "+err.Error())
 	}
-	if dec.More() {
+	if rest := bytes.TrimSpace(b[dec.InputOffset():]); len(rest) > 0 {
 		return errorf(http.StatusBadRequest, "invalid_json", "request body: more than one JSON value")
 	}
 	return nil
@@ -164,6 +172,18 @@ func (s *Server) listDocs(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 		resp.Docs = append(resp.Docs, summary(st))
+	}
+	if len(stats) == limit {
+		// Exactly a page: either nothing follows, or the store returned
+		// fewer than asked (stores cap a page at docstore.MaxListLimit).
+		more, err := s.cfg.Catalog.List(r.Context(), stats[limit-1].ID, 1)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if len(more) > 0 {
+			resp.NextCursor = string(stats[limit-1].ID)
+		}
 	}
 	writeJSON(w, http.StatusOK, resp)
 }
@@ -282,13 +302,35 @@ func (s *Server) putBinary(w http.ResponseWriter, r *http.Request) {
 	}
 	created := false
 	var heads []automerge.ChangeHash
+	changeHashes, ok := splitChunks(body)
+	if !ok {
+		s.writeError(w, r, errBadBinary)
+		return
+	}
 	err = s.rooms.Do(r.Context(), id, func(doc *core.Doc, exists bool) error {
 		incoming, err := automerge.Load(body)
 		if err != nil {
-			return fmt.Errorf("%w: %v", errBadBinary, err)
+			// Not a document on its own: change chunks (an incremental
+			// save) that build on this document's changes, loaded into a
+			// copy of it.
+			if incoming, err = doc.Automerge().Fork(); err != nil {
+				return fmt.Errorf("import: fork: %w", err)
+			}
+			if err := incoming.LoadIncremental(body); err != nil {
+				return fmt.Errorf("%w: %v", errBadBinary, err)
+			}
+			for _, h := range changeHashes {
+				if _, err := incoming.Change(h); err != nil {
+					return errorf(http.StatusBadRequest, "invalid_binary",
+						"change "+h.String()+" depends on changes that neither the document nor the body holds")
+				}
+			}
 		}
 		if _, err := doc.Automerge().Merge(incoming); err != nil {
 			return fmt.Errorf("%w: merge: %v", errBadBinary, err)
+		}
+		if !exists && doc.Empty() {
+			return errorf(http.StatusBadRequest, "invalid_binary", "the body holds no changes, so there is no document to create")
 		}
 		created = !exists
 		heads = doc.Automerge().Heads()
@@ -303,6 +345,37 @@ func (s *Server) putBinary(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusCreated
 	}
 	writeJSON(w, status, map[string]any{"id": id, "url": id.URL(), "heads": headsHex(heads)})
+}
+
+// chunkMagic starts every Automerge storage chunk.
+var chunkMagic = []byte{0x85, 0x6f, 0x4a, 0x83}
+
+// splitChunks checks that b is a non-empty sequence of complete Automerge
+// chunks (magic, checksum, type, LEB128 length, data) and nothing else, and
+// returns the hashes of its uncompressed change chunks. The core's
+// incremental loader silently stops at a truncated or trailing piece and
+// silently holds back changes whose dependencies are missing; these let the
+// caller notice both.
+func splitChunks(b []byte) ([]automerge.ChangeHash, bool) {
+	if len(b) == 0 {
+		return nil, false
+	}
+	var changes []automerge.ChangeHash
+	for len(b) > 0 {
+		if len(b) < 10 || !bytes.Equal(b[:4], chunkMagic) {
+			return nil, false
+		}
+		n, k := binary.Uvarint(b[9:])
+		if k <= 0 || n > uint64(len(b)-9-k) {
+			return nil, false
+		}
+		end := 9 + k + int(n)
+		if b[8] == 1 { // a change chunk: its hash covers type, length and data
+			changes = append(changes, automerge.ChangeHash(sha256.Sum256(b[8:end])))
+		}
+		b = b[end:]
+	}
+	return changes, true
 }
 
 // changesRequest is the body of POST /docs/{id}/changes.
@@ -394,8 +467,13 @@ func (s *Server) forkDoc(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req forkRequest
-	if r.ContentLength != 0 {
-		if err := s.decodeJSON(w, r, &req); err != nil {
+	body, err := s.readBody(w, r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if len(bytes.TrimSpace(body)) > 0 { // the body is optional, with or without a length
+		if err := decodeStrict(body, &req); err != nil {
 			s.writeError(w, r, err)
 			return
 		}

@@ -46,6 +46,8 @@ type Config struct {
 	// Gatherer serves /metrics in the Prometheus format; nil serves no
 	// /metrics.
 	Gatherer prometheus.Gatherer
+	// Access says who may connect and use the REST API.
+	Access AccessConfig
 	// Version is shown on the landing page.
 	Version string
 	// Logger receives request events. Nil discards them.
@@ -88,7 +90,11 @@ func NewServer(h *hub.Hub, rooms *room.Registry, cfg Config) *Server {
 	r.Get("/readyz", s.readyz)
 	r.Get("/", s.home)
 	if cfg.Gatherer != nil {
-		r.Handle("/metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
+		metrics := promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})
+		if cfg.Access.MetricsAuth {
+			metrics = s.requireAdmin(metrics)
+		}
+		r.Handle("/metrics", metrics)
 	}
 	// The REST API. Its timeout applies to these routes only: the
 	// WebSocket endpoint lives outside any request timeout.
@@ -98,10 +104,15 @@ func NewServer(h *hub.Hub, rooms *room.Registry, cfg Config) *Server {
 			s.writeError(w, r, errorf(http.StatusNotFound, "route_not_found", "no such API route: "+r.Method+" "+r.URL.Path))
 		})
 		r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", strings.Join(s.allowedMethods(r), ", "))
 			s.writeError(w, r, errorf(http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed on "+r.URL.Path))
 		})
 		r.Get("/openapi.json", s.openapi)
-		s.mountDocs(r)
+		r.Group(func(r chi.Router) {
+			r.Use(s.requireAdmin)
+			s.mountDocs(r)
+			s.mountAccess(r)
+		})
 	})
 	// Upgrades are accepted on any path, like the official server.
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
@@ -123,6 +134,22 @@ func (s *Server) timeout(next http.Handler) http.Handler {
 		defer cancel()
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
+}
+
+// allowedMethods lists the methods the router serves on r's path, for the
+// Allow header that a 405 answer must carry.
+func (s *Server) allowedMethods(r *http.Request) []string {
+	path := r.URL.RawPath
+	if path == "" {
+		path = r.URL.Path
+	}
+	var out []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		if s.router.Match(chi.NewRouteContext(), m, path) {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // Router returns the chi router, for tests that walk its routes.

@@ -58,11 +58,20 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+	sess, err := s.session(r)
+	if err != nil {
+		s.log.Info("websocket refused", "remote", r.RemoteAddr, "err", err)
+		s.writeError(w, r, err)
+		return
+	}
+	opts := &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled}
+	if len(s.cfg.Access.AllowedOrigins) == 0 {
 		// Stock servers accept any origin; see the README's security notes.
-		InsecureSkipVerify: true,
-		CompressionMode:    websocket.CompressionDisabled,
-	})
+		opts.InsecureSkipVerify = true
+	} else {
+		opts.OriginPatterns = s.cfg.Access.AllowedOrigins
+	}
+	c, err := websocket.Accept(w, r, opts)
 	if err != nil {
 		s.log.Debug("websocket accept failed", "err", err)
 		return
@@ -73,7 +82,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	defer cancel()
 	go s.keepAlive(ctx, c)
-	s.hub.Serve(ctx, wsTransport{c: c}, hub.Session{})
+	s.hub.Serve(ctx, wsTransport{c: c}, sess)
 }
 
 // keepAlive pings the peer every PingInterval and closes the connection when

@@ -22,6 +22,11 @@ type Config struct {
 	Addr           string
 	DataDir        string
 	DatabaseURL    string
+	TokenSecret    string
+	TokenPublicKey string
+	AdminKey       string
+	AllowedOrigins []string
+	MetricsAuth    bool
 	AllowAnonymous bool
 	LogLevel       slog.Level
 	LogFormat      string
@@ -55,7 +60,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	var logLevel string
 	fs := flag.NewFlagSet("tandem", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: tandem [migrate] [flags]\n\n  tandem          run the server\n  tandem migrate  apply database migrations and exit\n\nflags:")
+		fmt.Fprintln(fs.Output(), "usage: tandem [migrate] [flags]\n       tandem token [flags]\n\n  tandem          run the server\n  tandem migrate  apply database migrations and exit\n  tandem token    mint an access token (tandem token -h)\n\nflags:")
 		fs.PrintDefaults()
 	}
 	fs.SetOutput(stderr)
@@ -66,6 +71,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		dbURL = getenv("DATABASE_URL")
 	}
 	fs.StringVar(&c.DatabaseURL, "database-url", dbURL, "Postgres URL (env DATABASE_URL or TANDEM_DATABASE_URL); empty: the embedded SQLite store")
+	fs.StringVar(&c.TokenSecret, "token-secret", env("TOKEN_SECRET", ""), "HS256 secret (32+ bytes) that access tokens are signed with")
+	fs.StringVar(&c.TokenPublicKey, "token-public-key", env("TOKEN_PUBLIC_KEY", ""), "Ed25519 public key (PEM or base64) that EdDSA access tokens are verified with")
+	fs.StringVar(&c.AdminKey, "admin-key", env("ADMIN_KEY", ""), "key for the REST API (Authorization: Bearer <key>)")
+	var origins string
+	fs.StringVar(&origins, "allowed-origins", env("ALLOWED_ORIGINS", ""), "comma-separated host patterns browsers may connect from (empty: any)")
 	fs.StringVar(&logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", env("LOG_FORMAT", "text"), "text or json")
 	fs.StringVar(&c.PeerID, "peer-id", env("PEER_ID", defaultPeerID()), "the server's automerge-repo peer ID")
@@ -92,7 +102,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		fs.DurationVar(p, name, v, usage)
 	}
 	var queue int64
-	boolFlag(&c.AllowAnonymous, "allow-anonymous", "ALLOW_ANONYMOUS", "allow anonymous clients when listening beyond loopback")
+	boolFlag(&c.AllowAnonymous, "allow-anonymous", "ALLOW_ANONYMOUS", "allow clients without a token (required beyond loopback when no token key is set)")
+	boolFlag(&c.MetricsAuth, "metrics-auth", "METRICS_AUTH", "require the admin key or an admin token for /metrics")
 	intFlag(&c.MaxFrameBytes, "max-frame-bytes", "MAX_FRAME_BYTES", 100<<20, "largest WebSocket frame accepted")
 	intFlag(&queue, "queue-size", "QUEUE_SIZE", 1024, "outbound messages queued per peer before it is dropped as slow")
 	intFlag(&c.CompactChanges, "compact-changes", "COMPACT_CHANGES", 1000, "logged changes per document that trigger compaction")
@@ -110,6 +121,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		return Config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
 	c.QueueSize = int(queue)
+	for _, o := range strings.Split(origins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			c.AllowedOrigins = append(c.AllowedOrigins, o)
+		}
+	}
 	if err := c.LogLevel.UnmarshalText([]byte(logLevel)); err != nil {
 		return Config{}, fmt.Errorf("--log-level: %w", err)
 	}
@@ -119,14 +135,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	if c.MaxFrameBytes < 1024 {
 		return Config{}, fmt.Errorf("--max-frame-bytes %d is too small", c.MaxFrameBytes)
 	}
-	if !c.AllowAnonymous {
-		host, _, err := net.SplitHostPort(c.Addr)
-		if err != nil {
-			return Config{}, fmt.Errorf("--addr %q: %w", c.Addr, err)
-		}
-		if !isLoopback(host) {
-			return Config{}, fmt.Errorf("--addr %q is not a loopback address: listening there needs --allow-anonymous (access tokens are not implemented yet)", c.Addr)
-		}
+	host, _, err := net.SplitHostPort(c.Addr)
+	if err != nil {
+		return Config{}, fmt.Errorf("--addr %q: %w", c.Addr, err)
+	}
+	if !isLoopback(host) && !c.AllowAnonymous && c.TokenSecret == "" && c.TokenPublicKey == "" {
+		return Config{}, fmt.Errorf("--addr %q is not a loopback address: listening there needs a token key (--token-secret or --token-public-key) or --allow-anonymous", c.Addr)
 	}
 	return c, nil
 }

@@ -7,7 +7,9 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/tandem-sync/tandem/api"
+	"github.com/tandem-sync/tandem/api/auth"
 	"github.com/tandem-sync/tandem/docstore"
 	"github.com/tandem-sync/tandem/sync/hub"
 	"github.com/tandem-sync/tandem/sync/room"
@@ -42,6 +45,14 @@ func main() {
 		fmt.Fprintln(os.Stderr, "tandem: second signal, exiting now")
 		os.Exit(2)
 	}()
+	if len(os.Args) > 1 && os.Args[1] == "token" {
+		err := auth.RunTokenCommand(os.Args[2:], os.Getenv, os.Stdout, os.Stderr)
+		if err != nil && !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "tandem:", err)
 		os.Exit(1)
@@ -89,7 +100,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		Logger:    log,
 		Metrics:   metrics,
 	})
+	access, err := accessConfig(cfg, store)
+	if err != nil {
+		return err
+	}
 	srv := api.NewServer(h, rooms, api.Config{
+		Access:        access,
 		MaxFrameBytes: cfg.MaxFrameBytes,
 		PingInterval:  cfg.PingInterval,
 		PongTimeout:   cfg.PongTimeout,
@@ -111,10 +127,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	go func() { serveErr <- httpSrv.Serve(ln) }()
 	log.Info("listening", "addr", ln.Addr().String(), "store", storeName(cfg), "peer_id", cfg.PeerID,
 		"storage_id", storageID, "version", version)
-	if cfg.AllowAnonymous {
-		log.Warn("anonymous access: any client that can reach this address can read and write every document")
-	} else {
-		log.Info("anonymous access on loopback only")
+	switch {
+	case access.Verifier == nil && cfg.AllowAnonymous:
+		log.Warn("anonymous access: any client that can reach this address can read and write every document, and use the REST API unless --admin-key is set")
+	case access.Verifier == nil:
+		log.Info("anonymous access on loopback only: clients need no token", "rest_api_protected", access.AdminKey != "")
+	case cfg.AllowAnonymous:
+		log.Warn("access tokens accepted, and clients without a token get full access (--allow-anonymous)")
+	default:
+		log.Info("access tokens required", "algorithms", access.Verifier.Algorithms())
 	}
 
 	select {
@@ -138,11 +159,43 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	return nil
 }
 
+// accessConfig builds the access rules from the configuration.
+func accessConfig(cfg Config, st store) (api.AccessConfig, error) {
+	a := api.AccessConfig{
+		AdminKey:       cfg.AdminKey,
+		AllowAnonymous: cfg.AllowAnonymous,
+		MetricsAuth:    cfg.MetricsAuth,
+		AllowedOrigins: cfg.AllowedOrigins,
+		Revocations:    st,
+	}
+	if cfg.TokenSecret == "" && cfg.TokenPublicKey == "" {
+		return a, nil
+	}
+	vc := auth.VerifierConfig{Secret: []byte(cfg.TokenSecret), Leeway: 30 * time.Second}
+	if cfg.TokenPublicKey != "" {
+		key, err := auth.ParseEd25519PublicKey(cfg.TokenPublicKey)
+		if err != nil {
+			return a, fmt.Errorf("--token-public-key: %w", err)
+		}
+		vc.PublicKeys = []ed25519.PublicKey{key}
+	}
+	if cfg.TokenSecret == "" {
+		vc.Secret = nil
+	}
+	v, err := auth.NewVerifier(vc)
+	if err != nil {
+		return a, fmt.Errorf("access tokens: %w", err)
+	}
+	a.Verifier = v
+	return a, nil
+}
+
 // store is what the binary needs of a document store: what rooms use and
 // what the REST API lists. Both docstore stores are one.
 type store interface {
 	room.Store
 	api.Catalog
+	api.Revocations
 }
 
 // openStore opens Postgres when a database URL is configured, and the

@@ -147,19 +147,19 @@ func (h *Hub) Revoke(jti string) int {
 }
 
 // DisconnectDoc closes, with wire.CloseRevoked, the connections of the
-// peers in the document's room, and returns the token IDs they used (empty
-// for anonymous peers).
-func (h *Hub) DisconnectDoc(doc wire.DocID) []string {
-	var jtis []string
+// peers in the document's room, and returns their sessions (whose token IDs
+// the caller may revoke).
+func (h *Hub) DisconnectDoc(doc wire.DocID) []Session {
+	var out []Session
 	for _, p := range h.rooms.Peers(doc) {
 		c, ok := p.(*Conn)
 		if !ok {
 			continue
 		}
-		jtis = append(jtis, c.sess.TokenID)
+		out = append(out, c.sess)
 		c.Fail(wire.CloseRevoked, "access to document "+string(doc)+" revoked")
 	}
-	return jtis
+	return out
 }
 
 // register makes c the connection of its peer ID and returns the one it

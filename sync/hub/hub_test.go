@@ -488,9 +488,9 @@ func TestTokenExpiryAndRevocation(t *testing.T) {
 	a.expectClosed(wire.CloseRevoked)
 
 	b.open(doc)
-	jtis := e.hub.DisconnectDoc(doc)
-	if len(jtis) != 1 || jtis[0] != "jti-b" {
-		t.Fatalf("DisconnectDoc returned %v, want [jti-b]", jtis)
+	sessions := e.hub.DisconnectDoc(doc)
+	if len(sessions) != 1 || sessions[0].TokenID != "jti-b" {
+		t.Fatalf("DisconnectDoc returned %+v, want the session of jti-b", sessions)
 	}
 	b.expectClosed(wire.CloseRevoked)
 	c.open(wire.NewDocID()) // others carry on
