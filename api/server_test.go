@@ -1,7 +1,6 @@
 package api_test
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -12,31 +11,15 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/tandem-sync/tandem/api"
-	"github.com/tandem-sync/tandem/docstore"
 	"github.com/tandem-sync/tandem/sync/hub"
-	"github.com/tandem-sync/tandem/sync/room"
 	"github.com/tandem-sync/tandem/sync/wire"
 )
 
+// newServer serves an API over a fresh SQLite store.
 func newServer(t *testing.T, cfg api.Config) (*httptest.Server, *hub.Hub, *api.Server) {
 	t.Helper()
-	st, err := docstore.OpenSQLite(context.Background(), t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	rooms := room.NewRegistry(st, room.Config{})
-	h := hub.New(rooms, hub.Config{StorageID: "storage"})
-	srv := api.NewServer(h, rooms, cfg)
-	ts := httptest.NewServer(srv)
-	t.Cleanup(func() {
-		h.Close()
-		ts.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = rooms.Close(ctx)
-		st.Close()
-	})
-	return ts, h, srv
+	e := newEnv(t, openSQLite, cfg)
+	return e.ts, e.hub, e.srv
 }
 
 func get(t *testing.T, url string) (int, string) {
@@ -73,42 +56,40 @@ func TestHTTPEndpoints(t *testing.T) {
 
 func TestWebSocketOnAnyPathAndDeadPeers(t *testing.T) {
 	t.Parallel()
-	ts, h, _ := newServer(t, api.Config{PingInterval: 50 * time.Millisecond, PongTimeout: 100 * time.Millisecond})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	url := "ws" + strings.TrimPrefix(ts.URL, "http") + "/any/path/at/all"
-	c, _, err := websocket.Dial(ctx, url, nil)
+	ts, h, _ := newServer(t, api.Config{PingInterval: 100 * time.Millisecond, PongTimeout: 500 * time.Millisecond})
+	ctx := testCtx(t)
+
+	// A live peer on an arbitrary path: its reader answers every ping.
+	live := dialPeer(t, ctx, ts.URL+"/any/path/at/all", "peer-live", wire.NewDocID())
+
+	// A dead peer: it joins and then never reads, so its pongs never come.
+	// (coder/websocket answers pings only inside Read.)
+	url := "ws" + strings.TrimPrefix(ts.URL, "http") + "/sync"
+	dead, _, err := websocket.Dial(ctx, url, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.CloseNow()
-	join, err := wire.Encode(wire.Message{Type: wire.TypeJoin, SenderID: "peer-quiet"})
+	defer dead.CloseNow()
+	join, err := wire.Encode(wire.Message{Type: wire.TypeJoin, SenderID: "peer-dead", SupportedProtocolVersions: []string{wire.ProtocolVersion}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Write(ctx, websocket.MessageBinary, join); err != nil {
+	if err := dead.Write(ctx, websocket.MessageBinary, join); err != nil {
 		t.Fatal(err)
 	}
-	_, frame, err := c.Read(ctx) // reading answers pings while it runs
-	if err != nil {
-		t.Fatal(err)
+	eventually(t, "both peers connected", func() bool { return h.Len() == 2 })
+	// The dead peer is dropped after a pong timeout, several ping intervals
+	// in which the live peer must have stayed.
+	eventually(t, "the dead peer dropped", func() bool { return h.Len() == 1 })
+	select {
+	case err := <-live.errc:
+		t.Fatalf("the live peer was dropped too: %v", err)
+	default:
 	}
-	if m, err := wire.Decode(frame); err != nil || m.Type != wire.TypePeer {
-		t.Fatalf("handshake answer %+v, %v", m, err)
-	}
-	// Keep reading for several ping intervals: a live peer stays.
-	rctx, rcancel := context.WithTimeout(ctx, 300*time.Millisecond)
-	_, _, err = c.Read(rctx)
-	rcancel()
+	// The live peer is still served.
+	live.sendSync(ctx, wire.TypeRequest)
+	live.syncUntil(ctx, "doc-unavailable", func(m wire.Message) bool { return m.Type == wire.TypeDocUnavailable })
 	if h.Len() != 1 {
-		t.Fatalf("live peer dropped (read ended with %v)", err)
-	}
-	// Stop reading: pings go unanswered and the server drops the peer.
-	deadline := time.Now().Add(5 * time.Second)
-	for h.Len() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("a peer that stopped answering pings was not dropped")
-		}
-		time.Sleep(20 * time.Millisecond)
+		t.Fatalf("%d connections, want the live peer only", h.Len())
 	}
 }

@@ -79,6 +79,11 @@ type Room struct {
 	// waiters are Do calls whose changes are not durable yet; they are
 	// answered after the flush that stores them.
 	waiters []chan error
+	// backlog holds inbox messages of a turn that stopped early because the
+	// store failed; the next turn starts with them.
+	backlog []envelope
+	// runCtx is the context of the current turn's store calls.
+	runCtx context.Context
 }
 
 func newRoom(id wire.DocID, g *Registry) *Room {
@@ -107,11 +112,11 @@ func (r *Room) run(ctx context.Context) {
 	var retry <-chan time.Time
 	batch := make([]envelope, 0, r.cfg.MaxBatch)
 	for {
-		// While too much is waiting to be stored, take nothing more: the
-		// inbox fills and the peers' connections stop being read, so
-		// nothing is dropped and memory stays bounded.
+		// While too much is waiting to be stored, or a turn stopped early,
+		// take nothing more: the inbox fills and the peers' connections stop
+		// being read, so nothing is dropped and memory stays bounded.
 		inbox := r.inbox
-		if r.pendingB >= r.cfg.MaxPendingBytes {
+		if r.pendingB >= r.cfg.MaxPendingBytes || len(r.backlog) > 0 {
 			inbox = nil
 		}
 		select {
@@ -180,17 +185,13 @@ func (r *Room) failLoad(err error) {
 	r.log.Error("room load failed", "err", err)
 	r.reg.forget(r)
 	for {
-		// While too much is waiting to be stored, take nothing more: the
-		// inbox fills and the peers' connections stop being read, so
-		// nothing is dropped and memory stays bounded.
-		inbox := r.inbox
-		if r.pendingB >= r.cfg.MaxPendingBytes {
-			inbox = nil
-		}
 		select {
-		case env := <-inbox:
-			if env.kind == kindSync {
+		case env := <-r.inbox:
+			switch env.kind {
+			case kindSync:
 				env.peer.Fail(wire.CloseTryAgainLater, "document could not be loaded; try again later")
+			case kindDo, kindDelete:
+				env.reply <- fmt.Errorf("doc %s: %w", r.id, ErrUnavailable)
 			}
 			continue
 		default:
@@ -205,22 +206,43 @@ func (r *Room) failLoad(err error) {
 // turn applies a batch of inbox messages, makes new changes durable, and
 // only then sends sync messages.
 func (r *Room) turn(ctx context.Context, batch []envelope) {
-	for _, env := range batch {
+	r.runCtx = ctx
+	if len(r.backlog) > 0 {
+		batch = append(r.backlog, batch...)
+		r.backlog = nil
+	}
+	// brought: peers whose messages in this turn brought new changes.
+	brought := map[Peer]bool{}
+	for i, env := range batch {
+		if env.kind == kindSync && brought[env.peer] {
+			// This peer's next message must not be applied before it has
+			// been told the changes it brought: its heads would match ours
+			// and the core would count them as told (the "ack rule").
+			// End the turn here, and go on after.
+			if !r.settle() {
+				r.backlog = append(r.backlog[:0], batch[i:]...)
+				return
+			}
+			clear(brought)
+		}
 		switch env.kind {
 		case kindLeave:
 			r.removePeer(env.peer)
 		case kindSync:
+			n := len(r.pending)
 			r.receive(env.peer, env.msg, env.readOnly)
+			if len(r.pending) > n {
+				brought[env.peer] = true
+			}
 		case kindDo:
 			r.do(env)
 		case kindDelete:
 			r.delete(ctx, env)
 		}
 	}
-	if len(r.pending) > 0 && !r.flush(ctx) {
-		return // nothing new may be advertised until it is durable
+	if !r.settle() {
+		return
 	}
-	r.generate()
 	if r.lastSeq-r.snapSeq >= r.cfg.CompactChanges ||
 		(r.logBytes >= r.cfg.CompactBytes && r.logBytes > r.snapSize) {
 		if err := r.compact(ctx); err != nil {
@@ -263,6 +285,17 @@ func (r *Room) receive(p Peer, msg wire.Message, readOnly bool) {
 	if msg.Type == wire.TypeRequest && !r.stored && r.doc.Empty() {
 		ps.wants = true
 	}
+}
+
+// settle ends a turn's work on the document: new changes are made durable,
+// then every peer that needs one is sent its next message. It reports
+// false, having sent nothing, when the store could not take the changes.
+func (r *Room) settle() bool {
+	if len(r.pending) > 0 && !r.flush(r.runCtx) {
+		return false // nothing new may be advertised until it is durable
+	}
+	r.generate()
+	return true
 }
 
 // flush appends pending changes to the store. On failure they stay pending
@@ -433,15 +466,8 @@ func (r *Room) drain() {
 	defer cancel()
 	var batch []envelope
 	for {
-		// While too much is waiting to be stored, take nothing more: the
-		// inbox fills and the peers' connections stop being read, so
-		// nothing is dropped and memory stays bounded.
-		inbox := r.inbox
-		if r.pendingB >= r.cfg.MaxPendingBytes {
-			inbox = nil
-		}
 		select {
-		case env := <-inbox:
+		case env := <-r.inbox:
 			batch = append(batch, env)
 			continue
 		default:

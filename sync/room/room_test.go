@@ -591,3 +591,79 @@ func TestDeleteTellsPeersAndForgets(t *testing.T) {
 		t.Fatalf("%d peers still in the deleted document's room", len(got))
 	}
 }
+
+// A peer's change must be advertised back to it even when the room takes
+// that change and the peer's next, change-less message in the same turn:
+// applying the second message first would make the core count the peer as
+// told (its heads equal the room's) and never tell it.
+func TestChangeAdvertisedWhenPeersNextMessageSharesTheTurn(t *testing.T) {
+	t.Parallel()
+	st := newStore(t)
+	reg := newRegistry(t, st, room.Config{})
+	id := wire.NewDocID()
+	ctx := context.Background()
+	serverEdit := func(key string) {
+		t.Helper()
+		err := reg.Do(ctx, id, func(d *core.Doc, _ bool) error {
+			if err := d.Automerge().RootMap().Set(key, true); err != nil {
+				return err
+			}
+			_, err := d.Automerge().Commit(key)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	serverEdit("created")
+	p := newClient(t, reg, id, "peer-p")
+	p.syncUntil(func() bool { return len(p.doc.Heads()) == 1 && len(p.peer.out) == 0 })
+	for {
+		if _, ok := p.next(200 * time.Millisecond); !ok {
+			break
+		}
+	}
+
+	// The peer edits (message b) while the server makes a concurrent edit;
+	// the peer answers the server's edit (message c).
+	p.set("peer", "edit")
+	mine := p.doc.Heads()[0]
+	smB, _ := p.ss.GenerateMessage()
+	serverEdit("rest")
+	m, ok := p.next(5 * time.Second)
+	if !ok {
+		t.Fatal("the server's edit was not sent")
+	}
+	if _, err := p.ss.ReceiveMessage(m.Data); err != nil {
+		t.Fatal(err)
+	}
+	smC, _ := p.ss.GenerateMessage()
+
+	// b and c reach the room in one turn.
+	entered, release := make(chan struct{}), make(chan struct{})
+	go func() {
+		_ = reg.Do(ctx, id, func(*core.Doc, bool) error { close(entered); <-release; return nil })
+	}()
+	<-entered
+	for _, sm := range []*automerge.SyncMessage{smB, smC} {
+		if err := reg.Sync(ctx, p.peer, wire.Message{Type: wire.TypeSync, SenderID: p.peer.id, DocumentID: id, Data: sm.Bytes()}, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(release)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		m, ok := p.next(time.Until(deadline))
+		if !ok {
+			t.Fatal("the room never advertised the peer's change back to it")
+		}
+		sm, err := p.ss.ReceiveMessage(m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.Contains(sm.Heads(), mine) {
+			return
+		}
+		p.send(wire.TypeSync)
+	}
+}

@@ -1,0 +1,165 @@
+package api_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tandem-sync/tandem/api"
+	"github.com/tandem-sync/tandem/docstore"
+	"github.com/tandem-sync/tandem/sync/hub"
+	"github.com/tandem-sync/tandem/sync/room"
+)
+
+// testStore is what the API needs of a store: rooms keep documents in it
+// and the REST API lists them.
+type testStore interface {
+	room.Store
+	api.Catalog
+	api.Revocations
+}
+
+// storeKind opens a fresh, empty store for one test.
+type storeKind struct {
+	name string
+	open func(t *testing.T) testStore
+}
+
+// storeKinds are the stores every REST test runs on.
+var storeKinds = []storeKind{
+	{"sqlite", openSQLite},
+	{"postgres", openPostgres},
+}
+
+// forEachStore runs fn as a parallel subtest per store kind.
+func forEachStore(t *testing.T, fn func(t *testing.T, sk storeKind)) {
+	t.Helper()
+	for _, sk := range storeKinds {
+		t.Run(sk.name, func(t *testing.T) {
+			t.Parallel()
+			fn(t, sk)
+		})
+	}
+}
+
+func openSQLite(t *testing.T) testStore {
+	t.Helper()
+	st, err := docstore.OpenSQLite(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// testDatabaseURL is the Postgres the tests use: TANDEM_TEST_DATABASE_URL,
+// or the local server's test database. Tests fail, never skip, when it
+// cannot be reached.
+func testDatabaseURL() string {
+	if u := os.Getenv("TANDEM_TEST_DATABASE_URL"); u != "" {
+		return u
+	}
+	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+}
+
+// openPostgres creates an empty database for one test (dropped when it
+// ends) and opens a store on it.
+func openPostgres(t *testing.T) testStore {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	base := testDatabaseURL()
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatalf("Postgres for tests (%s) is not reachable: %v; start it or set TANDEM_TEST_DATABASE_URL", base, err)
+	}
+	defer conn.Close(ctx)
+	name := fmt.Sprintf("tandem_api_%d_%d", time.Now().UnixNano(), rand.IntN(1_000_000))
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("create database: %v", err)
+	}
+	// Registered before the store's own cleanup, so it runs after it.
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		c, err := pgx.Connect(ctx, base)
+		if err != nil {
+			t.Errorf("drop database %s: %v", name, err)
+			return
+		}
+		defer c.Close(ctx)
+		if _, err := c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			t.Errorf("drop database %s: %v", name, err)
+		}
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + name
+	st, err := docstore.OpenPostgres(ctx, u.String())
+	if err != nil {
+		t.Fatalf("open postgres store: %v", err)
+	}
+	return st
+}
+
+// env is one running server: store, rooms, hub, API and metrics.
+type env struct {
+	ts    *httptest.Server
+	hub   *hub.Hub
+	rooms *room.Registry
+	srv   *api.Server
+	store testStore
+	reg   *prometheus.Registry
+}
+
+// newEnv wires a server as cmd/tandem does, over a fresh store of the given
+// kind, with its metrics on a fresh Prometheus registry. roomOpts adjust the
+// rooms' configuration.
+func newEnv(t *testing.T, open func(t *testing.T) testStore, cfg api.Config, roomOpts ...func(*room.Config)) *env {
+	t.Helper()
+	st := open(t)
+	reg := prometheus.NewRegistry()
+	metrics, err := api.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	storageID, err := st.StorageID(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcfg := room.Config{Metrics: metrics}
+	for _, o := range roomOpts {
+		o(&rcfg)
+	}
+	rooms := room.NewRegistry(st, rcfg)
+	h := hub.New(rooms, hub.Config{PeerID: "tandem-test", StorageID: storageID, Metrics: metrics})
+	cfg.Catalog = st
+	cfg.Access.Revocations = st // as cmd/tandem wires it
+	if cfg.Gatherer == nil {
+		cfg.Gatherer = reg
+	}
+	srv := api.NewServer(h, rooms, cfg)
+	ts := httptest.NewServer(srv)
+	t.Cleanup(func() {
+		h.Close()
+		ts.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := rooms.Close(ctx); err != nil {
+			t.Errorf("close rooms: %v", err)
+		}
+		if err := st.Close(); err != nil {
+			t.Errorf("close store: %v", err)
+		}
+	})
+	return &env{ts: ts, hub: h, rooms: rooms, srv: srv, store: st, reg: reg}
+}
