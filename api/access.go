@@ -47,6 +47,10 @@ type Revocations interface {
 	TokenRevoked(ctx context.Context, jti string) (bool, error)
 }
 
+// revocationMargin is how long a revocation is kept after the token's
+// expiry: more than any verifier leeway.
+const revocationMargin = time.Hour
+
 // secured reports whether credentials are configured at all.
 func (a AccessConfig) secured() bool { return a.Verifier != nil || a.AdminKey != "" }
 
@@ -107,6 +111,11 @@ func (s *Server) session(r *http.Request) (hub.Session, error) {
 	}
 	sess := hub.Session{Grants: claimGrants{claims}, TokenID: claims.ID, Subject: claims.Subject}
 	if exp, ok := claims.ExpiresAt(); ok {
+		// The verifier's leeway is for clock skew on REST calls; a
+		// connection ends exactly at exp, so it cannot start after it.
+		if !time.Now().Before(exp) {
+			return hub.Session{}, errorf(http.StatusUnauthorized, "invalid_token", "invalid token: token has expired")
+		}
 		sess.Expires = exp
 	}
 	return sess, nil
@@ -219,7 +228,9 @@ func (s *Server) revoke(ctx context.Context, jti string, expires time.Time) erro
 	if expires.IsZero() {
 		expires = time.Now().Add(30 * 24 * time.Hour)
 	}
-	if err := s.cfg.Access.Revocations.RevokeToken(ctx, jti, expires); err != nil {
+	// Keep the record past the token's expiry by more than any leeway the
+	// verifier allows for clock skew, so that it cannot come back.
+	if err := s.cfg.Access.Revocations.RevokeToken(ctx, jti, expires.Add(revocationMargin)); err != nil {
 		return err
 	}
 	s.hub.Revoke(jti)

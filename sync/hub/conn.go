@@ -26,6 +26,7 @@ type Conn struct {
 	out       chan outItem
 	closed    chan struct{}
 	closeOnce sync.Once
+	ending    atomic.Bool // Fail was called: nothing more is queued
 
 	// peerID is set once by the reader when the peer joins; other
 	// goroutines (rooms, revocations, timers) read it through ID.
@@ -67,25 +68,37 @@ func (c *Conn) ID() wire.PeerID {
 // (relayed ephemeral messages keep their author's) and the target is this
 // peer. A peer whose queue is full is disconnected.
 func (c *Conn) Send(msg wire.Message) {
+	if c.ending.Load() {
+		return // failing: nothing after the error and the close
+	}
+	c.enqueueItem(outItem{msg: c.address(msg)})
+}
+
+// address sets a message's sender (the server's, unless it is a relayed
+// ephemeral message's author) and its target, this peer.
+func (c *Conn) address(msg wire.Message) wire.Message {
 	if msg.SenderID == "" {
 		msg.SenderID = c.hub.cfg.PeerID
 	}
 	msg.TargetID = c.ID()
-	c.enqueue(outItem{msg: msg})
+	return msg
 }
 
 // Fail sends the peer an error message with reason, then closes the
 // connection with code once the queue before it has been written.
 func (c *Conn) Fail(code wire.CloseCode, reason string) {
-	c.sendError(reason)
-	c.enqueue(outItem{close: true, code: code, reason: reason})
+	if c.ending.Swap(true) {
+		return // already failing: the first reason stands
+	}
+	c.enqueueItem(outItem{msg: c.address(wire.Message{Type: wire.TypeError, ErrorMessage: reason})})
+	c.enqueueItem(outItem{close: true, code: code, reason: reason})
 }
 
 func (c *Conn) sendError(reason string) {
 	c.Send(wire.Message{Type: wire.TypeError, ErrorMessage: reason})
 }
 
-func (c *Conn) enqueue(it outItem) {
+func (c *Conn) enqueueItem(it outItem) {
 	select {
 	case <-c.closed:
 		return
@@ -149,6 +162,10 @@ func (c *Conn) serve(ctx context.Context) {
 			return
 		default:
 		}
+		if c.expired() {
+			c.Fail(wire.CloseTokenExpired, "access token expired")
+			return
+		}
 		if kind != FrameBinary {
 			c.sendError("text frames are not part of the protocol: send one CBOR message per binary frame")
 			continue
@@ -165,6 +182,11 @@ func (c *Conn) serve(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// expired reports whether the session's token has expired.
+func (c *Conn) expired() bool {
+	return !c.sess.Expires.IsZero() && !time.Now().Before(c.sess.Expires)
 }
 
 func (c *Conn) writeLoop() {

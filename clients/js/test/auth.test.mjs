@@ -1,0 +1,453 @@
+// Access control: tokens on the WebSocket (?token=), read-only peers, expiry
+// (4401), revocation (4403, persisted across restarts), and REST credentials,
+// against the real binary with stock npm clients and raw CBOR frames.
+
+import { test, before, after } from "node:test"
+import assert from "node:assert/strict"
+import { execFileSync } from "node:child_process"
+import { createHmac, randomBytes } from "node:crypto"
+
+import { generateAutomergeUrl, parseAutomergeUrl } from "@automerge/automerge-repo"
+
+import {
+  A, scope, startServer, tandemBinary, waitFor, withTimeout, findReady, repoConnected,
+  rawDocSync, headsOf, sameHeads, handlesInSync, toJS, encode, decode, randomId, sleep, WebSocket,
+  Repo, WebSocketClientAdapter, shutdownRepo,
+} from "./helpers.mjs"
+
+const SECRET = randomBytes(32).toString("hex") // 64 bytes
+const ADMIN_KEY = `admin-${randomBytes(16).toString("hex")}`
+const SERVER_ARGS = ["--token-secret", SECRET, "--admin-key", ADMIN_KEY]
+const newDocId = () => parseAutomergeUrl(generateAutomergeUrl()).documentId
+const nowS = () => Math.floor(Date.now() / 1000)
+
+/** HS256 JWT minted in JS (for tokens the CLI will not make, e.g. expired). */
+function jwt(claims, secret = SECRET) {
+  const b64 = o => Buffer.from(JSON.stringify(o)).toString("base64url")
+  const body = `${b64({ alg: "HS256", typ: "JWT" })}.${b64(claims)}`
+  return `${body}.${createHmac("sha256", secret).update(body).digest("base64url")}`
+}
+/** A token minted by `tandem token` (HS256 via TANDEM_TOKEN_SECRET). */
+function cliToken(...args) {
+  const out = execFileSync(tandemBinary(), ["token", ...args], {
+    env: { ...process.env, TANDEM_TOKEN_SECRET: SECRET }, timeout: 10_000,
+  })
+  return out.toString().trim()
+}
+
+let srv
+before(async () => {
+  srv = await startServer({ args: SERVER_ARGS })
+})
+after(async () => {
+  await srv?.cleanup()
+})
+
+const wsUrl = (s, token) => (token ? `${s.url}/?token=${encodeURIComponent(token)}` : `${s.url}/`)
+
+/** One REST call, bounded: {status, json, text}. auth: bearer credential or null. */
+async function api(s, method, path, { body, auth = ADMIN_KEY } = {}) {
+  const headers = {}
+  if (auth) headers.authorization = `Bearer ${auth}`
+  if (body !== undefined) headers["content-type"] = "application/json"
+  const res = await fetch(`${s.httpUrl}${path}`, {
+    method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(10_000),
+  })
+  const text = await res.text()
+  let json
+  try { json = JSON.parse(text) } catch { /* not JSON */ }
+  return { status: res.status, json, text, headers: res.headers }
+}
+const content = async (s, id) => api(s, "GET", `/api/v1/docs/${id}/content`)
+async function createDoc(s, value) {
+  const r = await api(s, "POST", "/api/v1/docs", { body: value })
+  assert.equal(r.status, 201, `POST /docs: ${r.text}`)
+  return r.json // {id, url, heads}
+}
+
+/** Open a WebSocket and report the upgrade: {status: 101} or {status, json}. */
+function upgrade(url, ms = 5000) {
+  return withTimeout(new Promise((resolve, reject) => {
+    const ws = new WebSocket(url)
+    ws.on("unexpected-response", (req, res) => {
+      let text = ""
+      res.on("data", c => (text += c))
+      res.on("end", () => {
+        let json
+        try { json = JSON.parse(text) } catch { /* not JSON */ }
+        resolve({ status: res.statusCode, json, text })
+        req.destroy()
+      })
+    })
+    ws.on("open", () => { resolve({ status: 101 }); ws.terminate() })
+    ws.on("error", e => reject(e))
+  }), ms, `upgrade ${url.slice(0, 60)}`)
+}
+
+/** Barrier: after the answer to a request for a fresh doc, everything sent before was processed. */
+async function roundTrip(rc) {
+  const id = newDocId()
+  rc.send({ type: "request", documentId: id, data: A.generateSyncMessage(A.init(), A.initSyncState())[1] })
+  await rc.wait(r => r.messages.some(m => m.documentId === id), 5000, `round trip ${id}`)
+}
+
+/** A V1 sync message that carries all of doc's changes (a peer that pushes unasked). */
+function msgWithChanges(doc) {
+  const first = A.decodeSyncMessage(A.generateSyncMessage(doc, A.initSyncState())[1])
+  return A.encodeSyncMessage({ ...first, changes: A.getAllChanges(doc) })
+}
+
+/**
+ * A stock Repo whose adapter does not throw on a refused upgrade. Stock quirk
+ * (network-websocket 2.5.6, node): onError rethrows every error but
+ * ECONNREFUSED, so an HTTP 401 at the upgrade becomes an uncaught exception.
+ */
+function refusedRepo(sc, url) {
+  const adapter = new WebSocketClientAdapter(url, 60_000)
+  const errors = []
+  adapter.onError = e => errors.push(e.error ?? e)
+  const repo = new Repo({ network: [adapter], peerId: randomId("stock") })
+  repo.adapter = adapter
+  sc.defer(() => shutdownRepo(repo))
+  return { repo, errors }
+}
+
+let ephCount = 0
+const sendEph = (rc, documentId, payload) =>
+  rc.send({ type: "ephemeral", documentId, sessionId: `s-${rc.peerId}`, count: ++ephCount, data: encode(payload) })
+const ephsFrom = (rc, from, documentId) =>
+  rc.messages.filter(m => m.type === "ephemeral" && m.senderId === from && m.documentId === documentId)
+
+// ---------------------------------------------------------------------------
+// 1. the matrix
+
+const MATRIX = [
+  // connect: upgrade accepted; read: may receive D; write: edits to D stored; create: new docs stored
+  { name: "no token", token: () => null, connect: false, code: "token_required" },
+  { name: "expired token", token: D => jwt({ docs: { [D]: "write" }, exp: nowS() - 3600, jti: randomId("j") }), connect: false, code: "invalid_token" },
+  { name: "other-doc token", token: () => cliToken("--doc", `${newDocId()}=write`), connect: true, read: false, write: false, create: false },
+  { name: "read token", token: D => cliToken("--doc", `${D}=read`, "--sub", "reader"), connect: true, read: true, write: false, create: false },
+  { name: "write token", token: D => cliToken("--doc", `${D}=write`), connect: true, read: true, write: true, create: false },
+  { name: "wildcard write", token: () => cliToken("--doc", "*=write"), connect: true, read: true, write: true, create: true },
+  { name: "wildcard read", token: () => cliToken("--doc", "*=read"), connect: true, read: true, write: false, create: false },
+]
+
+test("1. authorization matrix: credentials × {connect, request, edit/create, ephemeral}, raw frames + stock smoke", async t => {
+  const watcherToken = cliToken("--doc", "*=write", "--sub", "watcher")
+  for (const cred of MATRIX) {
+    await t.test(cred.name, async t => {
+      const sc = scope(t)
+      const tag = cred.name.replace(/\W+/g, "_")
+      const doc = await createDoc(srv, { title: `secret ${tag}`, n: 1 })
+      const D = doc.id
+      const original = (await content(srv, D)).json
+      const token = cred.token(D)
+      const url = wsUrl(srv, token)
+      const unchanged = async what => assert.deepEqual((await content(srv, D)).json, original, `${cred.name}: ${what}: D unchanged`)
+
+      // a write peer L on D watches for leaks of edits and ephemerals
+      const L = await sc.raw(wsUrl(srv, watcherToken), { peerId: randomId("watch") })
+      const ls = rawDocSync(L, D)
+      sc.defer(() => ls.stop())
+      ls.start("request")
+      await ls.waitHeads(doc.heads, 10_000)
+
+      // --- connect
+      if (!cred.connect) {
+        const up = await upgrade(url)
+        assert.equal(up.status, 401, `${cred.name}: upgrade ${up.status} ${up.text}`)
+        assert.equal(up.json?.error?.code, cred.code, up.text)
+        // stock smoke: the Repo never connects and never gets D
+        const { repo: r, errors } = refusedRepo(sc, url)
+        await assert.rejects(findReady(r, doc.url, 2000), /unavailable|timed out/)
+        assert.equal(r.adapter.remotePeerId, undefined, "stock repo never received peer")
+        assert.match(String(errors[0]?.message), /401/, "the stock adapter saw the 401")
+        await unchanged("refused client")
+        assert.ok(sameHeads(A.getHeads(ls.doc), doc.heads), "L unchanged")
+        return
+      }
+      const rc = await sc.raw(url, { peerId: randomId(tag) })
+      assert.equal(rc.peerMessage.type, "peer")
+
+      // --- request D (existing) and M (missing)
+      const s = rawDocSync(rc, D)
+      sc.defer(() => s.stop())
+      s.start("request")
+      const M = newDocId()
+      rc.send({ type: "request", documentId: M, data: A.generateSyncMessage(A.init(), A.initSyncState())[1] })
+      if (cred.read) {
+        await s.waitHeads(doc.heads, 10_000)
+        assert.deepEqual(toJS(s.doc), original)
+      } else {
+        const { msg } = await rc.until(m => m.documentId === D, 5000, "answer for D")
+        assert.equal(msg.type, "doc-unavailable", JSON.stringify(msg))
+        const { msg: mm } = await rc.until(m => m.documentId === M, 5000, "answer for M")
+        const shape = m => Object.keys(m).filter(k => !k.startsWith("__") && k !== "documentId").sort()
+          .map(k => `${k}=${k === "targetId" || k === "senderId" ? typeof m[k] : JSON.stringify(m[k])}`)
+        assert.deepEqual(shape(msg), shape(mm), "existing and missing doc answered alike")
+      }
+
+      // --- ephemeral both ways
+      sendEph(rc, D, { from: tag })
+      await roundTrip(rc)
+      sendEph(L, D, { from: "watcher" })
+      await roundTrip(L)
+      await roundTrip(rc)
+      assert.equal(ephsFrom(L, rc.peerId, D).length, cred.read ? 1 : 0, "L got rc's ephemeral iff rc may read D")
+      assert.equal(ephsFrom(rc, L.peerId, D).length, cred.read ? 1 : 0, "rc got L's ephemeral iff rc may read D")
+
+      // --- edit D
+      const errorsBefore = rc.messages.filter(m => m.type === "error").length
+      if (cred.read) {
+        s.doc = A.change(s.doc, d => { d.edited = tag })
+        s.sendNext("sync")
+      } else {
+        rc.send({ type: "sync", documentId: D, data: msgWithChanges(A.change(A.init(), d => { d.edited = tag })) })
+      }
+      if (cred.write) {
+        await waitFor(async () => (await content(srv, D)).json?.edited === tag, 5000, { message: "edit stored" })
+        await waitFor(() => ls.doc.edited === tag, 5000, { message: "edit relayed to L" })
+      } else {
+        if (cred.read) {
+          await rc.wait(r => r.messages.filter(m => m.type === "error").length > errorsBefore, 5000, "read-only error")
+          const err = rc.messages.filter(m => m.type === "error").at(-1)
+          assert.match(err.message, /read-only/)
+          assert.ok(err.message.includes(D), err.message)
+        } else {
+          await rc.wait(r => r.messages.filter(m => m.documentId === D).length >= 2, 5000, "second doc-unavailable")
+        }
+        await roundTrip(rc)
+        await roundTrip(L)
+        await unchanged("denied edit")
+        assert.ok(sameHeads(A.getHeads(ls.doc), doc.heads), "denied edit not relayed to L")
+        assert.equal(ls.doc.edited, undefined)
+      }
+
+      // --- create N with changes
+      const N = newDocId()
+      rc.send({ type: "sync", documentId: N, data: msgWithChanges(A.from({ created: tag })) })
+      await rc.wait(r => r.messages.some(m => m.documentId === N || (m.type === "error" && m.message?.includes(N))), 5000, "answer for N")
+      await roundTrip(rc)
+      if (cred.create) {
+        await waitFor(async () => (await content(srv, N)).json?.created === tag, 5000, { message: "created doc stored" })
+      } else {
+        const r = await content(srv, N)
+        assert.equal(r.status, 404, `denied create of N stored? ${r.status} ${r.text}`)
+      }
+
+      // --- nothing about D leaked to a peer that may not read it
+      if (!cred.read) {
+        const leaks = rc.messages.filter(m => m.documentId === D && m.type !== "doc-unavailable")
+        assert.deepEqual(leaks.map(m => m.type), [], "no sync/ephemeral for D")
+        assert.equal(A.getHeads(s.doc).length, 0)
+      }
+
+      // --- stock smoke
+      const r = sc.repo({ url, retryInterval: 60_000 })
+      await repoConnected(r)
+      const want = (await content(srv, D)).json
+      if (!cred.read) {
+        await assert.rejects(withTimeout(r.find(doc.url), 5000, "stock find"), /unavailable/)
+      } else {
+        const h = await findReady(r, doc.url, 10_000)
+        assert.deepEqual(toJS(h.doc()), want)
+        if (cred.write) {
+          h.change(d => { d.stock = tag })
+          await waitFor(async () => (await content(srv, D)).json?.stock === tag, 5000, { message: "stock edit stored" })
+        }
+      }
+      const hc = r.create({ stockCreated: tag })
+      if (cred.create) {
+        await waitFor(async () => (await content(srv, hc.documentId)).status === 200, 5000, { message: "stock create stored" })
+      } else {
+        await sleep(750) // grace window: absence cannot be awaited
+        assert.equal((await content(srv, hc.documentId)).status, 404, "denied stock create not stored")
+      }
+      if (!cred.write) await unchanged("end of row")
+      t.diagnostic(`raw ${cred.name} received: ${rc.messages.map(m => m.type + (m.documentId === D ? "(D)" : m.documentId === N ? "(N)" : "")).join(", ")}`)
+    })
+  }
+})
+
+// ---------------------------------------------------------------------------
+
+test("2. read-only stock peer: its edit is dropped, not relayed, warned once, bounded; it still gets others' edits", async t => {
+  const sc = scope(t)
+  const doc = await createDoc(srv, { title: "ro", n: 1 })
+  const D = doc.id
+  const W = sc.repo({ url: wsUrl(srv, cliToken("--doc", `${D}=write`)) })
+  const X = sc.repo({ url: wsUrl(srv, cliToken("--doc", "*=write")) })
+  const R = sc.repo({ url: wsUrl(srv, cliToken("--doc", `${D}=read`, "--sub", "reader")) })
+  const [hw, hx, hr] = [await findReady(W, doc.url), await findReady(X, doc.url), await findReady(R, doc.url)]
+  await waitFor(() => handlesInSync(hw, hx, hr), 10_000)
+
+  // count frames both ways on R's socket
+  const sock = R.adapter.socket
+  const frames = { in: [], out: 0 }
+  sock.on("message", data => frames.in.push({ at: Date.now(), msg: decode(Buffer.from(data)) }))
+  const origSend = sock.send.bind(sock)
+  sock.send = (...a) => { frames.out++; return origSend(...a) }
+  await sleep(300) // let any trailing traffic of the initial sync finish
+
+  const window = async (label, edit) => {
+    const [in0, out0, t0] = [frames.in.length, frames.out, Date.now()]
+    edit()
+    await sleep(2000)
+    const got = frames.in.slice(in0)
+    const res = { in: got.length, out: frames.out - out0, types: got.map(f => f.msg.type) }
+    t.diagnostic(`${label}: 2 s after the read-only edit: ${res.in} frames in ${JSON.stringify(res.types)}, ${res.out} out (t0=${t0})`)
+    assert.ok(res.in + res.out < 10, `exchange with the read-only peer is bounded: ${JSON.stringify(res)}`)
+    return res
+  }
+  await window("edit 1", () => hr.change(d => { d.byReader = "x" }))
+  await window("edit 2", () => hr.change(d => { d.byReader2 = "y" }))
+  const errors = frames.in.filter(f => f.msg.type === "error")
+  assert.equal(errors.length, 1, `one read-only error: ${JSON.stringify(errors.map(f => f.msg.message))}`)
+  assert.match(errors[0].msg.message, /read-only/)
+  assert.equal(R.adapter.socket, sock, "R was not disconnected")
+
+  assert.deepEqual((await content(srv, D)).json, { title: "ro", n: 1 }, "server did not store the read peer's edit")
+  assert.ok(sameHeads(headsOf(hw), doc.heads) && sameHeads(headsOf(hx), doc.heads), "W and X did not get it")
+  assert.equal(hw.doc().byReader, undefined)
+  assert.equal(hx.doc().byReader, undefined)
+
+  // R still receives others' edits
+  hw.change(d => { d.n = 2 })
+  await waitFor(() => hr.doc().n === 2 && hx.doc().n === 2, 10_000, { message: "R and X to get W's edit" })
+  assert.equal(hr.doc().byReader, "x", "R keeps its local (unshared) edit")
+  await waitFor(async () => (await content(srv, D)).json?.n === 2, 5000)
+  assert.deepEqual((await content(srv, D)).json, { title: "ro", n: 2 })
+  assert.equal(hx.doc().byReader, undefined)
+})
+
+// ---------------------------------------------------------------------------
+
+test("3a. expiry closes the connection with 4401 at exp", async t => {
+  const sc = scope(t)
+  const doc = await createDoc(srv, { exp: true })
+  const exp = nowS() + 3 // at least 2 s ahead
+  const token = jwt({ docs: { [doc.id]: "write" }, exp, jti: randomId("j") })
+  const rc = await sc.raw(wsUrl(srv, token))
+  const s = rawDocSync(rc, doc.id)
+  sc.defer(() => s.stop())
+  s.start("request")
+  await s.waitHeads(doc.heads, 5000)
+  const { code, at } = await rc.closed(8000)
+  const delta = at - exp * 1000
+  t.diagnostic(`close ${code} at exp${delta >= 0 ? "+" : ""}${delta} ms`)
+  assert.equal(code, 4401)
+  assert.ok(delta >= -500 && delta <= 1500, `closed at exp${delta} ms`)
+  assert.ok(rc.messages.some(m => m.type === "error" && /expired/.test(m.message)), "an error says why")
+
+})
+
+// The verifier has 30 s of leeway while the session closes at exp: a token
+// that expired seconds ago is still upgraded (then closed 4401 at once).
+test("3b. a token that expired 2 s ago is refused at the upgrade (401)", async () => {
+  const doc = await createDoc(srv, { exp: "b" })
+  const token = jwt({ docs: { [doc.id]: "write" }, exp: nowS() - 2, jti: randomId("j") })
+  const up = await upgrade(wsUrl(srv, token))
+  assert.equal(up.status, 401, `token expired 2 s ago accepted at the upgrade (HTTP ${up.status})`)
+})
+
+test("3c. a revoked token stays refused after its exp, once revocations are pruned", async () => {
+  const exp = nowS() + 1
+  const jti = randomId("short")
+  const token = jwt({ docs: { "*": "write" }, exp, jti })
+  const rv = await api(srv, "POST", "/api/v1/tokens/revoke", { body: { jti, expires_at: new Date(exp * 1000).toISOString() } })
+  assert.equal(rv.status, 200, rv.text)
+  assert.equal((await upgrade(wsUrl(srv, token))).status, 401, "refused right after the revocation")
+  await sleep(exp * 1000 - Date.now() + 500)
+  // any later revocation prunes records whose expires_at has passed
+  assert.equal((await api(srv, "POST", "/api/v1/tokens/revoke", { body: { jti: randomId("other") } })).status, 200)
+  const up = await upgrade(wsUrl(srv, token))
+  assert.equal(up.status, 401, `revoked token accepted again ${Date.now() - exp * 1000} ms after exp (HTTP ${up.status})`)
+})
+
+// ---------------------------------------------------------------------------
+
+test("4. revocation: by document (4403 at once, persisted across restart) and by jti", async t => {
+  const sc = scope(t)
+  const s4 = await sc.server({ args: SERVER_ARGS })
+  const doc = await createDoc(s4, { rev: 1 })
+  const D = doc.id
+  const tok1 = cliToken("--doc", `${D}=write`, "--jti", "jti-doc", "--ttl", "10m")
+  const tok2 = cliToken("--doc", "*=read", "--jti", "jti-two", "--ttl", "10m")
+  const tok3 = cliToken("--doc", `${D}=write`, "--jti", "jti-idle", "--ttl", "10m") // never live: stays valid
+
+  const c1 = await sc.raw(wsUrl(s4, tok1))
+  const s1 = rawDocSync(c1, D)
+  sc.defer(() => s1.stop())
+  s1.start("request")
+  await s1.waitHeads(doc.heads, 5000)
+  const c2 = await sc.raw(wsUrl(s4, tok2)) // connected, not in D's room
+
+  const t0 = Date.now()
+  const rv = await api(s4, "POST", `/api/v1/docs/${D}/peers/revoke`)
+  assert.equal(rv.status, 200, rv.text)
+  assert.deepEqual(rv.json, { disconnected: 1, revoked_tokens: ["jti-doc"] })
+  const { code } = await c1.closed(1000)
+  t.diagnostic(`doc revoke: close ${code} ${c1.closeInfo.at - t0} ms after the POST`)
+  assert.equal(code, 4403)
+  assert.ok(c2.isOpen(), "a peer outside the document stays connected")
+  let up = await upgrade(wsUrl(s4, tok1))
+  assert.equal(up.status, 401, up.text)
+  assert.equal(up.json?.error?.code, "token_revoked")
+
+  // by jti
+  const expiresAt = new Date(Date.now() + 10 * 60_000).toISOString()
+  const rj = await api(s4, "POST", "/api/v1/tokens/revoke", { body: { jti: "jti-two", expires_at: expiresAt } })
+  assert.equal(rj.status, 200, rj.text)
+  assert.equal(rj.json.disconnected, 1)
+  assert.equal((await c2.closed(1000)).code, 4403)
+  assert.equal((await upgrade(wsUrl(s4, tok2))).status, 401)
+
+  // both revocations survive a restart; an unrelated token still works
+  await s4.restart()
+  for (const [name, tok] of [["jti-doc", tok1], ["jti-two", tok2]]) {
+    up = await upgrade(wsUrl(s4, tok))
+    assert.equal(up.status, 401, `${name} after restart: ${up.status} ${up.text}`)
+    assert.equal(up.json?.error?.code, "token_revoked")
+  }
+  const c3 = await sc.raw(wsUrl(s4, tok3))
+  const s3 = rawDocSync(c3, D)
+  sc.defer(() => s3.stop())
+  s3.start("request")
+  await s3.waitHeads(doc.heads, 5000)
+})
+
+// ---------------------------------------------------------------------------
+
+test("5. REST credentials: 401 / 403 / 200; /healthz and /readyz open", async t => {
+  const doc = await createDoc(srv, { rest: 1 })
+  const routes = [["GET", "/api/v1/docs"], ["GET", `/api/v1/docs/${doc.id}/content`]]
+  const cases = [
+    ["no header", null, 401, "unauthorized"],
+    ["wrong key", "not-the-key", 401, "unauthorized"],
+    ["expired admin token", jwt({ admin: true, exp: nowS() - 3600 }), 401, "unauthorized"],
+    ["non-admin token", cliToken("--doc", "*=write"), 403, "forbidden"],
+    ["admin key", ADMIN_KEY, 200],
+    ["admin token", cliToken("--admin", "--ttl", "5m"), 200],
+  ]
+  for (const [method, path] of routes) {
+    for (const [name, auth, status, code] of cases) {
+      const r = await api(srv, method, path, { auth })
+      assert.equal(r.status, status, `${name} ${method} ${path}: ${r.status} ${r.text}`)
+      if (code) {
+        assert.equal(r.json?.error?.code, code, `${name}: ${r.text}`)
+        assert.match(r.headers.get("content-type"), /application\/json/)
+      }
+    }
+  }
+  // a revoked admin token is refused
+  const revokedAdmin = cliToken("--admin", "--ttl", "5m", "--jti", randomId("adm"))
+  const jti = JSON.parse(Buffer.from(revokedAdmin.split(".")[1], "base64url")).jti
+  assert.equal((await api(srv, "GET", "/api/v1/docs", { auth: revokedAdmin })).status, 200)
+  assert.equal((await api(srv, "POST", "/api/v1/tokens/revoke", { body: { jti } })).status, 200)
+  const r = await api(srv, "GET", "/api/v1/docs", { auth: revokedAdmin })
+  assert.equal(r.status, 401, `revoked admin token: ${r.status} ${r.text}`)
+  for (const path of ["/healthz", "/readyz"]) {
+    const r = await api(srv, "GET", path, { auth: null })
+    assert.equal(r.status, 200, `${path}: ${r.text}`)
+  }
+})
