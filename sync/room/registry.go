@@ -137,27 +137,23 @@ func (g *Registry) Sync(ctx context.Context, peer Peer, msg wire.Message, readOn
 // If ctx ends first, Do returns ctx's error, but changes already made are
 // still stored and sent.
 func (g *Registry) Do(ctx context.Context, id wire.DocID, fn func(doc *core.Doc, exists bool) error) error {
-	reply := make(chan error, 1)
-	if err := g.deliver(ctx, id, envelope{kind: kindDo, do: fn, reply: reply}); err != nil {
-		return err
-	}
-	select {
-	case err := <-reply:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return g.call(ctx, id, envelope{kind: kindDo, do: fn})
 }
 
 // Delete removes the document from the store; its connected peers receive
 // doc-unavailable and leave its room.
 func (g *Registry) Delete(ctx context.Context, id wire.DocID) error {
-	reply := make(chan error, 1)
-	if err := g.deliver(ctx, id, envelope{kind: kindDelete, reply: reply}); err != nil {
+	return g.call(ctx, id, envelope{kind: kindDelete})
+}
+
+// call delivers env to the document's room and waits for its answer.
+func (g *Registry) call(ctx context.Context, id wire.DocID, env envelope) error {
+	env.reply = make(chan error, 1)
+	if err := g.deliver(ctx, id, env); err != nil {
 		return err
 	}
 	select {
-	case err := <-reply:
+	case err := <-env.reply:
 		return err
 	case <-ctx.Done():
 		return ctx.Err()

@@ -121,16 +121,7 @@ func (r *Room) run(ctx context.Context) {
 		}
 		select {
 		case env := <-inbox:
-			batch = append(batch[:0], env)
-			for len(batch) < r.cfg.MaxBatch {
-				select {
-				case env := <-r.inbox:
-					batch = append(batch, env)
-					continue
-				default:
-				}
-				break
-			}
+			batch = r.takeQueued(append(batch[:0], env), r.cfg.MaxBatch)
 			r.turn(ctx, batch)
 		case <-retry:
 			retry = nil
@@ -150,6 +141,20 @@ func (r *Room) run(ctx context.Context) {
 			idle.Reset(r.cfg.IdleTimeout)
 		}
 	}
+}
+
+// takeQueued appends what the inbox holds now to batch, up to max
+// envelopes in all, without waiting.
+func (r *Room) takeQueued(batch []envelope, max int) []envelope {
+	for len(batch) < max {
+		select {
+		case env := <-r.inbox:
+			batch = append(batch, env)
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 // load reads the document from the store. A missing document is an empty
@@ -464,17 +469,7 @@ func (r *Room) evict(ctx context.Context) bool {
 func (r *Room) drain() {
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.DrainTimeout)
 	defer cancel()
-	var batch []envelope
-	for {
-		select {
-		case env := <-r.inbox:
-			batch = append(batch, env)
-			continue
-		default:
-		}
-		break
-	}
-	r.turn(ctx, batch)
+	r.turn(ctx, r.takeQueued(nil, cap(r.inbox)))
 	for len(r.pending) > 0 && ctx.Err() == nil {
 		time.Sleep(r.cfg.RetryBackoff)
 		r.turn(ctx, nil)
