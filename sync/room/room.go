@@ -143,10 +143,10 @@ func (r *Room) run(ctx context.Context) {
 	}
 }
 
-// takeQueued appends what the inbox holds now to batch, up to max
+// takeQueued appends what the inbox holds now to batch, up to limit
 // envelopes in all, without waiting.
-func (r *Room) takeQueued(batch []envelope, max int) []envelope {
-	for len(batch) < max {
+func (r *Room) takeQueued(batch []envelope, limit int) []envelope {
+	for len(batch) < limit {
 		select {
 		case env := <-r.inbox:
 			batch = append(batch, env)
