@@ -143,6 +143,7 @@ func TestOpenAPIOperations(t *testing.T) {
 		"POST /api/v1/docs/{id}/fork":         {"201", "400", "404", "413", "422"},
 		"POST /api/v1/docs/{id}/peers/revoke": {"200", "400"},
 		"POST /api/v1/tokens/revoke":          {"200", "400", "413"},
+		"GET /api/v1/webhooks/deliveries":     {"200", "400", "404"},
 	}
 	// With credentials configured, every route but the spec itself answers
 	// 401 and 403 (TestRESTCredentials).

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/tandem-sync/tandem/api/webhook"
 	"github.com/tandem-sync/tandem/sync/hub"
 	"github.com/tandem-sync/tandem/sync/room"
 )
@@ -48,6 +49,8 @@ type Config struct {
 	Gatherer prometheus.Gatherer
 	// Access says who may connect and use the REST API.
 	Access AccessConfig
+	// Outbox serves the webhook delivery log; nil when webhooks are off.
+	Outbox webhook.Outbox
 	// Version is shown on the landing page.
 	Version string
 	// Logger receives request events. Nil discards them.
@@ -112,6 +115,7 @@ func NewServer(h *hub.Hub, rooms *room.Registry, cfg Config) *Server {
 			r.Use(s.requireAdmin)
 			s.mountDocs(r)
 			s.mountAccess(r)
+			s.mountWebhooks(r)
 		})
 	})
 	// Upgrades are accepted on any path, like the official server.

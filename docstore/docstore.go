@@ -8,6 +8,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/tandem-sync/tandem/api/webhook"
 	"github.com/tandem-sync/tandem/sync/room"
 	"github.com/tandem-sync/tandem/sync/wire"
 )
@@ -39,6 +40,8 @@ type DocStat struct {
 }
 
 var (
-	_ room.Store = (*SQLite)(nil)
-	_ room.Store = (*Postgres)(nil)
+	_ room.Store     = (*SQLite)(nil)
+	_ room.Store     = (*Postgres)(nil)
+	_ webhook.Outbox = (*SQLite)(nil)
+	_ webhook.Outbox = (*Postgres)(nil)
 )

@@ -68,6 +68,18 @@ type postgresOptions struct {
 	maxBatch    int
 	committers  int
 	now         func() time.Time
+	outbox      outboxOptions
+}
+
+// WithPostgresOutbox makes the store write change events into its outbox,
+// in the same transactions as the changes, for a webhook.Sender (see
+// outbox.go): 'created' and 'deleted' events due at once, and at most one
+// pending 'changed' event per document, due debounce after the first
+// append it stands for. The events of a group-commit batch are written by
+// the batch's own statements, in its one round trip. Without it (the
+// default), the store writes no events.
+func WithPostgresOutbox(debounce time.Duration) PostgresOption {
+	return func(o *postgresOptions) { o.outbox = outboxOptions{enabled: true, debounce: max(debounce, 0)} }
 }
 
 // WithGroupCommit turns group commit on (the default) or off. Off, every
@@ -315,9 +327,14 @@ func (p *Postgres) Compact(ctx context.Context, id wire.DocID, snapshot []byte, 
 }
 
 // Delete implements room.Store. The log goes with the docs row (ON DELETE
-// CASCADE).
+// CASCADE). With the outbox enabled, the same statement writes the
+// 'deleted' event (deleteOutboxSQL).
 func (p *Postgres) Delete(ctx context.Context, id wire.DocID) error {
 	err := p.do(ctx, func(ctx context.Context) error {
+		if p.opts.outbox.enabled {
+			_, err := p.pool.Exec(ctx, deleteOutboxSQL, string(id), p.now())
+			return err
+		}
 		_, err := p.pool.Exec(ctx, `DELETE FROM docs WHERE doc_id = $1`, string(id))
 		return err
 	})

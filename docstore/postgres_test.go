@@ -2,7 +2,6 @@ package docstore
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
@@ -23,54 +22,11 @@ import (
 	"github.com/tandem-sync/tandem/sync/wire"
 )
 
-// defaultTestDatabaseURL is the server the Postgres tests use unless
-// TANDEM_TEST_DATABASE_URL names another. They fail, never skip, when it
-// cannot be reached.
-const defaultTestDatabaseURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-
-func testDatabaseURL() string {
-	if u := os.Getenv("TANDEM_TEST_DATABASE_URL"); u != "" {
-		return u
-	}
-	return defaultTestDatabaseURL
-}
-
-// newTestDatabase creates an empty database for t on the test server and
-// returns its URL. The database is dropped (WITH (FORCE), disconnecting
-// whatever is left) when t ends, so tests can run in parallel and leave
-// nothing behind.
+// newTestDatabase creates an empty database for t on the test server (see
+// storetest.NewPostgresDatabase) and returns its URL.
 func newTestDatabase(t testing.TB) string {
 	t.Helper()
-	base := testDatabaseURL()
-	name := "tandem_test_" + hex.EncodeToString(storetest.RandomBytes(8))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatalf("the Postgres tests need a server: cannot connect to %s (set TANDEM_TEST_DATABASE_URL): %v",
-			redactURL(base), err)
-	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("create test database %s on %s: %v", name, redactURL(base), err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, base)
-		if err == nil {
-			_, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-			conn.Close(ctx)
-		}
-		if err != nil {
-			t.Errorf("drop test database %s: %v", name, err)
-		}
-	})
-	if u, err := url.Parse(base); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
-		u.Path = "/" + name
-		return u.String()
-	}
-	return withParam(base, "dbname", name) // key=value form: the last setting wins
+	return storetest.NewPostgresDatabase(t)
 }
 
 // withParam adds a connection parameter to a postgres:// URL or key=value
@@ -83,13 +39,6 @@ func withParam(conn, key, value string) string {
 		return u.String()
 	}
 	return conn + " " + key + "=" + value
-}
-
-func redactURL(s string) string {
-	if u, err := url.Parse(s); err == nil && u.Scheme != "" {
-		return u.Redacted()
-	}
-	return "TANDEM_TEST_DATABASE_URL"
 }
 
 func openTestPostgres(t testing.TB, url string, opts ...PostgresOption) *Postgres {
@@ -389,13 +338,13 @@ func TestRunMigrationsPostgres(t *testing.T) {
 	conn := testConn(t, url)
 	ctx := context.Background()
 	mg := pgMigrator{conn: conn, now: time.Now}
-	fsys := fstest.MapFS{
-		"0001_init.sql": {Data: []byte("SELECT 1")}, // recorded already by OpenPostgres
-		"0002_a.sql":    {Data: []byte("CREATE TABLE t2 (x int); INSERT INTO t2 VALUES (1), (2);")},
-	}
+	// The real migrations, recorded already by OpenPostgres, then new ones.
+	fsys, latest := recordedMigrations(t, migrations.Postgres())
+	v1, v2, v3 := latest+1, latest+2, latest+3
+	fsys[fmt.Sprintf("%04d_a.sql", v1)] = &fstest.MapFile{Data: []byte("CREATE TABLE t2 (x int); INSERT INTO t2 VALUES (1), (2);")}
 	ran, err := runMigrations(ctx, fsys, mg)
-	if err != nil || fmt.Sprint(ran) != "[2]" {
-		t.Fatalf("runMigrations = %v, %v; want [2]", ran, err)
+	if err != nil || fmt.Sprint(ran) != fmt.Sprint([]int64{v1}) {
+		t.Fatalf("runMigrations = %v, %v; want [%d]", ran, err, v1)
 	}
 	var n int
 	if err := conn.QueryRow(ctx, `SELECT count(*) FROM t2`).Scan(&n); err != nil || n != 2 {
@@ -403,17 +352,18 @@ func TestRunMigrationsPostgres(t *testing.T) {
 	}
 	// A failing file is rolled back whole (DDL included) and not recorded;
 	// the ones before it stay applied.
-	fsys["0003_ok.sql"] = &fstest.MapFile{Data: []byte("CREATE TABLE t3 (x int);")}
-	fsys["0004_bad.sql"] = &fstest.MapFile{Data: []byte("CREATE TABLE t4 (x int); SELECT * FROM missing;")}
+	fsys[fmt.Sprintf("%04d_ok.sql", v2)] = &fstest.MapFile{Data: []byte("CREATE TABLE t3 (x int);")}
+	fsys[fmt.Sprintf("%04d_bad.sql", v3)] = &fstest.MapFile{Data: []byte("CREATE TABLE t4 (x int); SELECT * FROM missing;")}
 	if ran, err = runMigrations(ctx, fsys, mg); err == nil {
 		t.Fatal("runMigrations with a bad file succeeded")
 	}
-	if fmt.Sprint(ran) != "[3]" {
-		t.Errorf("ran %v before failing, want [3]", ran)
+	if fmt.Sprint(ran) != fmt.Sprint([]int64{v2}) {
+		t.Errorf("ran %v before failing, want [%d]", ran, v2)
 	}
 	rows, _ := conn.Query(ctx, `SELECT version FROM schema_migrations ORDER BY version`)
-	if versions, err := pgx.CollectRows(rows, pgx.RowTo[int64]); err != nil || fmt.Sprint(versions) != "[1 2 3]" {
-		t.Errorf("recorded versions %v, %v; want [1 2 3]", versions, err)
+	versions, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil || int64(len(versions)) != v2 || versions[len(versions)-1] != v2 {
+		t.Errorf("recorded versions %v, %v; want 1 to %d", versions, err, v2)
 	}
 	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_tables WHERE tablename IN ('t3', 't4')`).Scan(&n); err != nil || n != 1 {
 		t.Errorf("%d of tables t3 (applied), t4 (failed) exist, %v; want only t3", n, err)

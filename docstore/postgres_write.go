@@ -276,6 +276,9 @@ func (p *Postgres) commit(ops []*appendOp) {
 //     INSERT, updates the documents' counters (only new changes count),
 //     and returns every document's last seq.
 //
+// With the outbox enabled, the same two statements also write the batch's
+// events (lockOutboxSQL, appendOutboxSQL): still one round trip.
+//
 // On success it sets each op's last seq.
 func (p *Postgres) appendTx(ctx context.Context, ops []*appendOp) error {
 	ops = slices.Clone(ops)
@@ -294,9 +297,7 @@ func (p *Postgres) appendTx(ctx context.Context, ops []*appendOp) error {
 	now := p.now()
 	lasts := make(map[string]int64, len(ops))
 	var added uint64
-	var b pgx.Batch
-	b.Queue(lockSQL, ids, now)
-	b.Queue(appendSQL, docs, hashes, data, now, ids).Query(func(rows pgx.Rows) error {
+	result := func(rows pgx.Rows) error {
 		var id string
 		var last, n int64
 		_, err := pgx.ForEachRow(rows, []any{&id, &last, &n}, func() error {
@@ -305,7 +306,15 @@ func (p *Postgres) appendTx(ctx context.Context, ops []*appendOp) error {
 			return nil
 		})
 		return err
-	})
+	}
+	var b pgx.Batch
+	if o := p.opts.outbox; o.enabled {
+		b.Queue(lockOutboxSQL, ids, now)
+		b.Queue(appendOutboxSQL, docs, hashes, data, now, ids, now.Add(o.debounce), o.coalesceHorizon(now)).Query(result)
+	} else {
+		b.Queue(lockSQL, ids, now)
+		b.Queue(appendSQL, docs, hashes, data, now, ids).Query(result)
+	}
 	// Close reads up to the end of the pipeline, where the server commits:
 	// only a nil error means the changes are durable.
 	if err := p.pool.SendBatch(ctx, &b).Close(); err != nil {
@@ -338,7 +347,11 @@ const lockSQL = `INSERT INTO docs AS d (doc_id, created_at, updated_at) SELECT u
 // with the new last seq (the larger) and the number of changes added, from
 // upd's RETURNING. (Not a join of the two: with the generic plan's small
 // row estimates, that would be a nested loop, quadratic in the batch.)
-const appendSQL = `WITH u AS (
+const appendSQL = appendCTEs + appendResult
+
+// appendCTEs are appendSQL's data-modifying CTEs, which appendOutboxSQL
+// extends.
+const appendCTEs = `WITH u AS (
 	SELECT * FROM unnest($1::text[], $2::bytea[], $3::bytea[]) WITH ORDINALITY AS u (doc_id, hash, data, ord)
 ), fresh AS (
 	SELECT u.doc_id, u.hash, u.data, row_number() OVER (PARTITION BY u.doc_id ORDER BY u.ord) AS n
@@ -353,7 +366,10 @@ const appendSQL = `WITH u AS (
 	FROM (SELECT doc_id, max(seq) AS last_seq, count(*) AS n, sum(size) AS size FROM ins GROUP BY doc_id) AS a
 	WHERE d.doc_id = a.doc_id
 	RETURNING d.doc_id, d.last_seq, a.n
-)
+)`
+
+// appendResult is appendSQL's result, after its CTEs.
+const appendResult = `
 SELECT doc_id, last_seq, n FROM upd
 UNION ALL
 SELECT doc_id, last_seq, 0 FROM docs WHERE doc_id = ANY($5::text[])`

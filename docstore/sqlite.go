@@ -36,9 +36,10 @@ const SQLiteFile = "tandem.db"
 // Reads (Load, Stat) use a small pool of connections and never wait for
 // writes.
 type SQLite struct {
-	db   *sql.DB
-	path string
-	now  func() time.Time
+	db     *sql.DB
+	path   string
+	now    func() time.Time
+	outbox outboxOptions
 
 	ops    chan *writeOp // to the writer goroutine; unbuffered
 	closed chan struct{} // closed by Close
@@ -59,6 +60,16 @@ type sqliteOptions struct {
 	readConns   int
 	maxBatch    int
 	now         func() time.Time
+	outbox      outboxOptions
+}
+
+// WithOutbox makes the store write change events into its outbox, in the
+// same transactions as the changes, for a webhook.Sender (see outbox.go):
+// 'created' and 'deleted' events due at once, and at most one pending
+// 'changed' event per document, due debounce after the first append it
+// stands for. Without it (the default), the store writes no events.
+func WithOutbox(debounce time.Duration) SQLiteOption {
+	return func(o *sqliteOptions) { o.outbox = outboxOptions{enabled: true, debounce: max(debounce, 0)} }
 }
 
 // WithBusyTimeout sets how long a statement waits for a lock held by another
@@ -120,6 +131,7 @@ func OpenSQLite(ctx context.Context, dir string, opts ...SQLiteOption) (*SQLite,
 		db:     db,
 		path:   path,
 		now:    o.now,
+		outbox: o.outbox,
 		ops:    make(chan *writeOp),
 		closed: make(chan struct{}),
 	}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -244,13 +245,13 @@ func TestRunMigrations(t *testing.T) {
 	defer s.Close()
 	ctx := context.Background()
 	mg := sqliteMigrator{db: s.db, now: time.Now}
-	fsys := fstest.MapFS{
-		"0001_init.sql": {Data: []byte("SELECT 1")}, // recorded already by OpenSQLite
-		"0002_a.sql":    {Data: []byte("CREATE TABLE t2 (x INTEGER) STRICT; INSERT INTO t2 VALUES (1), (2);")},
-	}
+	// The real migrations, recorded already by OpenSQLite, then new ones.
+	fsys, latest := recordedMigrations(t, migrations.SQLite())
+	v1, v2, v3 := latest+1, latest+2, latest+3
+	fsys[fmt.Sprintf("%04d_a.sql", v1)] = &fstest.MapFile{Data: []byte("CREATE TABLE t2 (x INTEGER) STRICT; INSERT INTO t2 VALUES (1), (2);")}
 	ran, err := runMigrations(ctx, fsys, mg)
-	if err != nil || len(ran) != 1 || ran[0] != 2 {
-		t.Fatalf("runMigrations = %v, %v; want [2]", ran, err)
+	if err != nil || fmt.Sprint(ran) != fmt.Sprint([]int64{v1}) {
+		t.Fatalf("runMigrations = %v, %v; want [%d]", ran, err, v1)
 	}
 	var n int
 	if err := s.db.QueryRow(`SELECT count(*) FROM t2`).Scan(&n); err != nil || n != 2 {
@@ -258,21 +259,37 @@ func TestRunMigrations(t *testing.T) {
 	}
 	// A failing file is rolled back whole and not recorded; the ones
 	// before it stay applied.
-	fsys["0003_ok.sql"] = &fstest.MapFile{Data: []byte("CREATE TABLE t3 (x INTEGER) STRICT;")}
-	fsys["0004_bad.sql"] = &fstest.MapFile{Data: []byte("CREATE TABLE t4 (x INTEGER) STRICT; SELECT * FROM missing;")}
+	fsys[fmt.Sprintf("%04d_ok.sql", v2)] = &fstest.MapFile{Data: []byte("CREATE TABLE t3 (x INTEGER) STRICT;")}
+	fsys[fmt.Sprintf("%04d_bad.sql", v3)] = &fstest.MapFile{Data: []byte("CREATE TABLE t4 (x INTEGER) STRICT; SELECT * FROM missing;")}
 	if ran, err = runMigrations(ctx, fsys, mg); err == nil {
 		t.Fatal("runMigrations with a bad file succeeded")
 	}
-	if len(ran) != 1 || ran[0] != 3 {
-		t.Errorf("ran %v before failing, want [3]", ran)
+	if fmt.Sprint(ran) != fmt.Sprint([]int64{v2}) {
+		t.Errorf("ran %v before failing, want [%d]", ran, v2)
 	}
 	versions, _ := schemaOf(t, s.db)
-	if fmt.Sprint(versions) != "[1 2 3]" {
-		t.Errorf("recorded versions %v, want [1 2 3]", versions)
+	if last := versions[len(versions)-1]; int64(len(versions)) != v2 || last != v2 {
+		t.Errorf("recorded versions %v, want 1 to %d", versions, v2)
 	}
 	if err := s.db.QueryRow(`SELECT count(*) FROM sqlite_schema WHERE name IN ('t3', 't4')`).Scan(&n); err != nil || n != 1 {
 		t.Errorf("%d of tables t3 (applied), t4 (failed) exist, %v; want only t3", n, err)
 	}
+}
+
+// recordedMigrations returns a file system with a stand-in for each
+// migration in real (which the database has recorded already, so they do
+// not run), and the latest version.
+func recordedMigrations(t *testing.T, real fs.FS) (fstest.MapFS, int64) {
+	t.Helper()
+	ms, err := migrations.Parse(real)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsys := fstest.MapFS{}
+	for _, m := range ms {
+		fsys[m.Name] = &fstest.MapFile{Data: []byte("SELECT 1")}
+	}
+	return fsys, ms[len(ms)-1].Version
 }
 
 func TestSQLiteOddPath(t *testing.T) {

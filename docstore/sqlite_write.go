@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/tandem-sync/tandem/sync/room"
 	"github.com/tandem-sync/tandem/sync/wire"
@@ -158,12 +159,17 @@ func (s *SQLite) Append(ctx context.Context, id wire.DocID, changes []room.Chang
 }
 
 func (s *SQLite) appendTx(ctx context.Context, tx *sql.Tx, id wire.DocID, changes []room.Change) (int64, error) {
-	now := s.now().UnixMilli()
+	at := s.now()
+	now := at.UnixMilli()
 	var last int64
 	err := tx.QueryRowContext(ctx, `SELECT last_seq FROM docs WHERE doc_id = ?`, string(id)).Scan(&last)
 	if errors.Is(err, sql.ErrNoRows) {
 		_, err = tx.ExecContext(ctx, `INSERT INTO docs (doc_id, created_at, updated_at) VALUES (?, ?, ?)`,
 			string(id), now, now)
+		if err == nil && s.outbox.enabled {
+			_, err = tx.ExecContext(ctx, `INSERT INTO outbox (doc_id, kind, created_at, due_at, next_attempt_at)
+				VALUES (?, 'created', ?, ?, ?)`, string(id), now, now, now)
+		}
 	}
 	if err != nil {
 		return 0, err
@@ -200,8 +206,27 @@ func (s *SQLite) appendTx(ctx context.Context, tx *sql.Tx, id wire.DocID, change
 			WHERE doc_id = ?`, last, added, bytes, now, string(id)); err != nil {
 			return 0, err
 		}
+		if s.outbox.enabled {
+			if err := s.changedEvent(ctx, tx, id, at); err != nil {
+				return 0, err
+			}
+		}
 	}
 	return last, nil
+}
+
+// changedEvent writes a 'changed' event for the document, due after the
+// debounce, unless a pending one will not be sent for a while yet and so
+// covers this append too (see outboxOptions.coalesceHorizon).
+func (s *SQLite) changedEvent(ctx context.Context, tx *sql.Tx, id wire.DocID, at time.Time) error {
+	now := at.UnixMilli()
+	_, err := tx.ExecContext(ctx, `INSERT INTO outbox (doc_id, kind, created_at, due_at, next_attempt_at)
+		SELECT ?, 'changed', ?, ?, ?
+		WHERE NOT EXISTS (SELECT 1 FROM outbox WHERE doc_id = ? AND kind = 'changed'
+			AND delivered_at IS NULL AND failed = 0 AND max(due_at, next_attempt_at) > ?)`,
+		string(id), now, at.Add(s.outbox.debounce).UnixMilli(), now,
+		string(id), s.outbox.coalesceHorizon(at).UnixMilli())
+	return err
 }
 
 // Compact implements room.Store. It fails, wrapping room.ErrNotFound, if
@@ -253,7 +278,20 @@ func (s *SQLite) Delete(ctx context.Context, id wire.DocID) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM changes WHERE doc_id = ?`, string(id)); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `DELETE FROM docs WHERE doc_id = ?`, string(id))
+		res, err := tx.ExecContext(ctx, `DELETE FROM docs WHERE doc_id = ?`, string(id))
+		if err != nil || !s.outbox.enabled {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return err // nothing was deleted: no event
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE doc_id = ? AND kind = 'changed'
+			AND delivered_at IS NULL AND failed = 0`, string(id)); err != nil {
+			return err
+		}
+		now := s.now().UnixMilli()
+		_, err = tx.ExecContext(ctx, `INSERT INTO outbox (doc_id, kind, created_at, due_at, next_attempt_at)
+			VALUES (?, 'deleted', ?, ?, ?)`, string(id), now, now, now)
 		return err
 	})
 	if err != nil {

@@ -18,26 +18,29 @@ import (
 // the flag wins. The README's configuration table lists them.
 type Config struct {
 	// Migrate is set by the "migrate" subcommand: apply migrations and exit.
-	Migrate        bool
-	Addr           string
-	DataDir        string
-	DatabaseURL    string
-	TokenSecret    string
-	TokenPublicKey string
-	AdminKey       string
-	AllowedOrigins []string
-	MetricsAuth    bool
-	AllowAnonymous bool
-	LogLevel       slog.Level
-	LogFormat      string
-	PeerID         string
-	MaxFrameBytes  int64
-	QueueSize      int
-	IdleTimeout    time.Duration
-	PingInterval   time.Duration
-	PongTimeout    time.Duration
-	CompactChanges int64
-	DrainTimeout   time.Duration
+	Migrate         bool
+	Addr            string
+	DataDir         string
+	DatabaseURL     string
+	TokenSecret     string
+	TokenPublicKey  string
+	AdminKey        string
+	AllowedOrigins  []string
+	MetricsAuth     bool
+	WebhookURLs     []string
+	WebhookSecret   string
+	WebhookDebounce time.Duration
+	AllowAnonymous  bool
+	LogLevel        slog.Level
+	LogFormat       string
+	PeerID          string
+	MaxFrameBytes   int64
+	QueueSize       int
+	IdleTimeout     time.Duration
+	PingInterval    time.Duration
+	PongTimeout     time.Duration
+	CompactChanges  int64
+	DrainTimeout    time.Duration
 }
 
 // parseConfig reads flags (args) over environment variables (getenv).
@@ -74,6 +77,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.StringVar(&c.TokenSecret, "token-secret", env("TOKEN_SECRET", ""), "HS256 secret (32+ bytes) that access tokens are signed with")
 	fs.StringVar(&c.TokenPublicKey, "token-public-key", env("TOKEN_PUBLIC_KEY", ""), "Ed25519 public key (PEM or base64) that EdDSA access tokens are verified with")
 	fs.StringVar(&c.AdminKey, "admin-key", env("ADMIN_KEY", ""), "key for the REST API (Authorization: Bearer <key>)")
+	var hooks string
+	fs.StringVar(&hooks, "webhook-urls", env("WEBHOOK_URLS", ""), "comma-separated URLs that receive signed change events")
+	fs.StringVar(&c.WebhookSecret, "webhook-secret", env("WEBHOOK_SECRET", ""), "HMAC-SHA256 key that signs webhook requests")
 	var origins string
 	fs.StringVar(&origins, "allowed-origins", env("ALLOWED_ORIGINS", ""), "comma-separated host patterns browsers may connect from (empty: any)")
 	fs.StringVar(&logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error")
@@ -110,6 +116,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	durFlag(&c.IdleTimeout, "idle-timeout", "IDLE_TIMEOUT", time.Minute, "how long a room without peers stays in memory")
 	durFlag(&c.PingInterval, "ping-interval", "PING_INTERVAL", 5*time.Second, "keepalive ping interval")
 	durFlag(&c.PongTimeout, "pong-timeout", "PONG_TIMEOUT", 10*time.Second, "drop a peer whose pong is this late")
+	durFlag(&c.WebhookDebounce, "webhook-debounce", "WEBHOOK_DEBOUNCE", time.Second, "at most one document.changed event per document per this window")
 	durFlag(&c.DrainTimeout, "drain-timeout", "DRAIN_TIMEOUT", 15*time.Second, "longest graceful shutdown")
 	if err != nil {
 		return Config{}, err
@@ -121,6 +128,17 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		return Config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
 	c.QueueSize = int(queue)
+	for _, u := range strings.Split(hooks, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+				return Config{}, fmt.Errorf("--webhook-urls: %q is not an http(s) URL", u)
+			}
+			c.WebhookURLs = append(c.WebhookURLs, u)
+		}
+	}
+	if len(c.WebhookURLs) > 0 && c.WebhookSecret == "" {
+		return Config{}, errors.New("--webhook-urls needs --webhook-secret (receivers verify the signature with it)")
+	}
 	for _, o := range strings.Split(origins, ",") {
 		if o = strings.TrimSpace(o); o != "" {
 			c.AllowedOrigins = append(c.AllowedOrigins, o)

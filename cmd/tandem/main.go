@@ -8,6 +8,7 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -25,7 +26,9 @@ import (
 
 	"github.com/tandem-sync/tandem/api"
 	"github.com/tandem-sync/tandem/api/auth"
+	"github.com/tandem-sync/tandem/api/webhook"
 	"github.com/tandem-sync/tandem/docstore"
+	"github.com/tandem-sync/tandem/sync/core"
 	"github.com/tandem-sync/tandem/sync/hub"
 	"github.com/tandem-sync/tandem/sync/room"
 	"github.com/tandem-sync/tandem/sync/wire"
@@ -104,8 +107,33 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
+	var outbox webhook.Outbox
+	senderCtx, stopSender := context.WithCancel(context.WithoutCancel(ctx))
+	senderDone := make(chan struct{})
+	if len(cfg.WebhookURLs) > 0 {
+		outbox = store
+		sender := webhook.NewSender(webhook.Config{
+			Outbox:    store,
+			Endpoints: cfg.WebhookURLs,
+			Secret:    []byte(cfg.WebhookSecret),
+			Heads:     docHeads(rooms),
+			Logger:    log,
+		})
+		go func() {
+			defer close(senderDone)
+			sender.Run(senderCtx)
+		}()
+		log.Info("webhooks on", "endpoints", len(cfg.WebhookURLs), "debounce", cfg.WebhookDebounce)
+	} else {
+		close(senderDone)
+	}
+	defer func() {
+		stopSender()
+		<-senderDone
+	}()
 	srv := api.NewServer(h, rooms, api.Config{
 		Access:        access,
+		Outbox:        outbox,
 		MaxFrameBytes: cfg.MaxFrameBytes,
 		PingInterval:  cfg.PingInterval,
 		PongTimeout:   cfg.PongTimeout,
@@ -159,6 +187,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	return nil
 }
 
+// docHeads gives the webhook sender a document's current heads, read in
+// its room.
+func docHeads(rooms *room.Registry) func(context.Context, wire.DocID) ([]string, error) {
+	return func(ctx context.Context, id wire.DocID) ([]string, error) {
+		var heads []string
+		err := rooms.Do(ctx, id, func(doc *core.Doc, _ bool) error {
+			for _, h := range doc.Heads() {
+				heads = append(heads, hex.EncodeToString(h[:]))
+			}
+			return nil
+		})
+		return heads, err
+	}
+}
+
 // accessConfig builds the access rules from the configuration.
 func accessConfig(cfg Config, st store) (api.AccessConfig, error) {
 	a := api.AccessConfig{
@@ -196,19 +239,29 @@ type store interface {
 	room.Store
 	api.Catalog
 	api.Revocations
+	webhook.Outbox
 }
 
 // openStore opens Postgres when a database URL is configured, and the
 // embedded SQLite store otherwise. Both apply their migrations first.
 func openStore(ctx context.Context, cfg Config, log *slog.Logger) (store, error) {
+	webhooks := len(cfg.WebhookURLs) > 0
 	if cfg.DatabaseURL != "" {
-		st, err := docstore.OpenPostgres(ctx, cfg.DatabaseURL)
+		var opts []docstore.PostgresOption
+		if webhooks {
+			opts = append(opts, docstore.WithPostgresOutbox(cfg.WebhookDebounce))
+		}
+		st, err := docstore.OpenPostgres(ctx, cfg.DatabaseURL, opts...)
 		if err != nil {
 			return nil, fmt.Errorf("open postgres store: %w", err)
 		}
 		return st, nil
 	}
-	st, err := docstore.OpenSQLite(ctx, cfg.DataDir)
+	var opts []docstore.SQLiteOption
+	if webhooks {
+		opts = append(opts, docstore.WithOutbox(cfg.WebhookDebounce))
+	}
+	st, err := docstore.OpenSQLite(ctx, cfg.DataDir, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite store in %s: %w", cfg.DataDir, err)
 	}

@@ -163,3 +163,6 @@ func describe(got, want []byte) string {
 	g, w := sha256.Sum256(got), sha256.Sum256(want)
 	return fmt.Sprintf("got %d bytes (sha256 %x…), want %d bytes (sha256 %x…)", len(got), g[:6], len(want), w[:6])
 }
+
+// hashOf returns the hash NewChanges gives a change with data b.
+func hashOf(b []byte) room.Hash { return sha256.Sum256(b) }

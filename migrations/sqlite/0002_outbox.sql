@@ -1,0 +1,35 @@
+-- Tandem document store, SQLite dialect, version 2: the webhook outbox.
+--
+-- One row per change event (a document created, changed or deleted), written
+-- in the same transaction as the change it describes, when the store is
+-- opened with the outbox enabled. A sender (api/webhook) delivers the rows
+-- that are due and marks them delivered, or records the failed attempt and
+-- when to try again; after too many attempts it gives up and sets failed.
+-- Rows are never deleted by the sender: delivered and failed rows stay for
+-- the delivery log until pruned.
+--
+-- Debounce: while a document has a pending 'changed' row that is not due yet
+-- (or waits for a retry), further appends add nothing; the event's payload
+-- carries the document's heads as of delivery.
+
+CREATE TABLE outbox (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT, -- never reused, even after pruning
+    doc_id          TEXT    NOT NULL,                  -- no foreign key: 'deleted' outlives the document
+    kind            TEXT    NOT NULL CHECK (kind IN ('created', 'changed', 'deleted')),
+    created_at      INTEGER NOT NULL,                  -- unix milliseconds: when the event occurred
+    due_at          INTEGER NOT NULL,                  -- unix milliseconds: not sent before (debounce)
+    attempts        INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0), -- delivery attempts finished
+    next_attempt_at INTEGER NOT NULL,                  -- unix milliseconds: not retried before
+    last_error      TEXT    NOT NULL DEFAULT '',       -- why the last attempt failed
+    delivered_at    INTEGER,                           -- unix milliseconds; NULL until delivered
+    failed          INTEGER NOT NULL DEFAULT 0 CHECK (failed IN (0, 1)) -- 1: gave up after the last attempt
+) STRICT;
+
+-- The sender's queue: undelivered rows it has not given up on, in id order.
+CREATE INDEX outbox_pending ON outbox (id) WHERE delivered_at IS NULL AND failed = 0;
+
+-- The debounce check on every append: a document's pending 'changed' rows.
+CREATE INDEX outbox_pending_changed ON outbox (doc_id) WHERE kind = 'changed' AND delivered_at IS NULL AND failed = 0;
+
+-- The failed deliveries, for the delivery log.
+CREATE INDEX outbox_failed ON outbox (id) WHERE failed = 1;
