@@ -2,19 +2,15 @@ package api_test
 
 import (
 	"context"
-	"fmt"
-	"math/rand/v2"
 	"net/http/httptest"
-	"net/url"
-	"os"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tandem-sync/tandem/api"
 	"github.com/tandem-sync/tandem/docstore"
+	"github.com/tandem-sync/tandem/docstore/storetest"
 	"github.com/tandem-sync/tandem/sync/hub"
 	"github.com/tandem-sync/tandem/sync/room"
 )
@@ -59,52 +55,13 @@ func openSQLite(t *testing.T) testStore {
 	return st
 }
 
-// testDatabaseURL is the Postgres the tests use: TANDEM_TEST_DATABASE_URL,
-// or the local server's test database. Tests fail, never skip, when it
-// cannot be reached.
-func testDatabaseURL() string {
-	if u := os.Getenv("TANDEM_TEST_DATABASE_URL"); u != "" {
-		return u
-	}
-	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-}
-
 // openPostgres creates an empty database for one test (dropped when it
 // ends) and opens a store on it.
 func openPostgres(t *testing.T) testStore {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	base := testDatabaseURL()
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatalf("Postgres for tests (%s) is not reachable: %v; start it or set TANDEM_TEST_DATABASE_URL", base, err)
-	}
-	defer conn.Close(ctx)
-	name := fmt.Sprintf("tandem_api_%d_%d", time.Now().UnixNano(), rand.IntN(1_000_000))
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("create database: %v", err)
-	}
-	// Registered before the store's own cleanup, so it runs after it.
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		c, err := pgx.Connect(ctx, base)
-		if err != nil {
-			t.Errorf("drop database %s: %v", name, err)
-			return
-		}
-		defer c.Close(ctx)
-		if _, err := c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			t.Errorf("drop database %s: %v", name, err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Path = "/" + name
-	st, err := docstore.OpenPostgres(ctx, u.String())
+	st, err := docstore.OpenPostgres(ctx, storetest.NewPostgresDatabase(t))
 	if err != nil {
 		t.Fatalf("open postgres store: %v", err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/automerge/automerge-go"
 
+	"github.com/tandem-sync/tandem/docstore/storetest"
 	"github.com/tandem-sync/tandem/sync/wire"
 )
 
@@ -177,5 +178,5 @@ func TestCrashDurabilitySQLite(t *testing.T) {
 
 func TestCrashDurabilityPostgres(t *testing.T) {
 	t.Parallel()
-	crashTest(t, 10, nil, "--database-url", freshDatabase(t))
+	crashTest(t, 10, nil, "--database-url", storetest.NewPostgresDatabase(t))
 }
