@@ -387,6 +387,10 @@ func TestAccessNoneRevealsNothing(t *testing.T) {
 	}
 }
 
+// quiet is how long a pump waits for the server before it takes the
+// exchange as settled; generous, because a loaded machine is slow.
+const quiet = 750 * time.Millisecond
+
 // pump syncs doc with the server over c until both sides are quiet, and
 // returns how many messages it sent and the error messages it received.
 func pump(t *testing.T, c *testConn, doc wire.DocID, ss *automerge.SyncState) (sent int, errs []string) {
@@ -396,7 +400,7 @@ func pump(t *testing.T, c *testConn, doc wire.DocID, ss *automerge.SyncState) (s
 			sent++
 			c.send(wire.Message{Type: wire.TypeSync, SenderID: c.id, DocumentID: doc, Data: m.Bytes()})
 		}
-		r, ok := c.next(200 * time.Millisecond)
+		r, ok := c.next(quiet)
 		if !ok {
 			return sent, errs
 		}
