@@ -122,6 +122,10 @@ func (s *Server) createDoc(w http.ResponseWriter, r *http.Request) {
 	if len(body) == 0 {
 		body = []byte("{}")
 	}
+	if !json.Valid(body) {
+		s.writeError(w, r, errorf(http.StatusBadRequest, "invalid_json", "request body is not valid JSON"))
+		return
+	}
 	id := wire.NewDocID()
 	var heads []automerge.ChangeHash
 	err = s.rooms.Do(r.Context(), id, func(doc *core.Doc, _ bool) error {

@@ -617,9 +617,13 @@ func TestErrorsLeaveDocumentsUnchanged(t *testing.T) {
 				e.wantContent(t, c.ID, `{"title": "hello", "n": 1, "list": [1, 2, 3], "s": "plain", "m": {"a": 1}}`)
 			})
 		}
-		// Bad content for a new document creates nothing. (docjson checks
-		// it, so even malformed JSON is invalid_operation here.)
-		for _, body := range []string{`[1, 2]`, `"text"`, `{"a": `, `{"": 1}`, `{"a": 1} {"b": 2}`, `{"a": 1}]`, `{"a": 1} x`, `null`} {
+		// Bad content for a new document creates nothing: malformed JSON is
+		// invalid_json, JSON that is not an object of valid keys is
+		// invalid_operation.
+		for _, body := range []string{`{"a": `, `{"a": 1} {"b": 2}`, `{"a": 1}]`, `{"a": 1} x`} {
+			e.do(t, "POST", "/api/v1/docs", []byte(body), "").wantError(t, http.StatusBadRequest, "invalid_json")
+		}
+		for _, body := range []string{`[1, 2]`, `"text"`, `{"": 1}`, `null`} {
 			e.do(t, "POST", "/api/v1/docs", []byte(body), "").wantError(t, http.StatusBadRequest, "invalid_operation")
 		}
 		var l listing

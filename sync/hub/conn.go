@@ -205,7 +205,9 @@ func (c *Conn) writeLoop() {
 			wctx, cancel := context.WithTimeout(context.Background(), c.hub.cfg.WriteTimeout)
 			err = c.t.Write(wctx, frame)
 			cancel()
-			c.hub.cfg.Metrics.MessageOut(it.msg.Type, len(frame))
+			if err == nil {
+				c.hub.cfg.Metrics.MessageOut(it.msg.Type, len(frame))
+			}
 			if err != nil {
 				if wctx.Err() != nil {
 					c.log.Warn("write timed out, disconnecting", "peer", string(c.ID()))
