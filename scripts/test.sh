@@ -26,6 +26,29 @@ if ! "$staticcheck" -version 2>/dev/null | grep -q '(0.8.2)'; then
 fi
 "$staticcheck" ./...
 
+step "postgres"
+# The Postgres store's tests, the crash tests and the outage test need a
+# real server; they fail, never skip, without one. Use TANDEM_TEST_DATABASE_URL
+# when it is set; otherwise make sure the local server runs on
+# 127.0.0.1:5432, starting it (and installing it, as root) when needed. The
+# outage test starts a private server of its own from the same binaries.
+if [ -z "${TANDEM_TEST_DATABASE_URL:-}" ]; then
+	if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
+		if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+		else
+			echo "PostgreSQL is not installed: install it, or set TANDEM_TEST_DATABASE_URL"; exit 1
+		fi
+	fi
+	if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+		for v in $(ls /etc/postgresql 2>/dev/null); do
+			pg_ctlcluster --skip-systemctl-redirect "$v" main start || true
+		done
+		for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+	fi
+	pg_isready -h 127.0.0.1 -p 5432
+fi
+
 step "build"
 mkdir -p bin
 go build -o bin/tandem ./cmd/tandem
