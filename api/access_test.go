@@ -130,7 +130,7 @@ func TestRevokeRoutes(t *testing.T) {
 			t.Fatalf("revoke answered %+v, want the peer and its token %s", rev, jti)
 		}
 		select {
-		case <-p.errc:
+		case <-p.Ended():
 		case <-ctx.Done():
 			t.Fatal("the revoked peer is still connected")
 		}

@@ -495,25 +495,25 @@ func TestLiveSyncWithWebSocketPeers(t *testing.T) {
 		c := e.create(t, `{"title": {"$text": "hello"}, "items": []}`)
 		p := dialPeer(t, ctx, e.ts.URL, "peer-live", c.ID)
 		p.request(ctx, hashes(t, c.Heads))
-		if s, err := p.doc.Path("title").Text().Get(); err != nil || s != "hello" {
+		if s, err := p.Doc.Path("title").Text().Get(); err != nil || s != "hello" {
 			t.Fatalf("peer's title %q, %v", s, err)
 		}
 
 		// A REST edit reaches the peer.
 		ch := e.change(t, c.ID, `[{"op": "splice", "path": ["title"], "index": 5, "text": ", world"}]`, "rest edit")
 		want := hashes(t, []string{ch.Hash})[0]
-		p.syncUntil(ctx, "the REST change", func(wire.Message) bool { return p.serverHas(want) && slices.Contains(p.doc.Heads(), want) })
-		if s, err := p.doc.Path("title").Text().Get(); err != nil || s != "hello, world" {
+		p.syncUntil(ctx, "the REST change", func(wire.Message) bool { return p.serverHas(want) && slices.Contains(p.Doc.Heads(), want) })
+		if s, err := p.Doc.Path("title").Text().Get(); err != nil || s != "hello, world" {
 			t.Fatalf("peer's title after the REST edit %q, %v", s, err)
 		}
 
 		// The peer's edit is in the next GET once the server stored it.
 		// (Waiting for the server to advertise it to the peer instead can
 		// hang: see TestReproUnadvertisedChange in the report.)
-		if err := p.doc.Path("items").List().Append("from peer"); err != nil {
+		if err := p.Doc.Path("items").List().Append("from peer"); err != nil {
 			t.Fatal(err)
 		}
-		ph, err := p.doc.Commit("peer edit")
+		ph, err := p.Doc.Commit("peer edit")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -542,7 +542,7 @@ func TestLiveSyncWithWebSocketPeers(t *testing.T) {
 			t.Fatal(err)
 		}
 		e.do(t, "PUT", api1+string(c.ID)+"/binary", other.Save(), "application/octet-stream").want(t, http.StatusOK, nil)
-		p.syncUntil(ctx, "the imported change", func(wire.Message) bool { return slices.Contains(p.doc.Heads(), ih) })
+		p.syncUntil(ctx, "the imported change", func(wire.Message) bool { return slices.Contains(p.Doc.Heads(), ih) })
 	})
 }
 
@@ -811,10 +811,10 @@ func TestImportThenSyncSameActor(t *testing.T) {
 		// A first peer edits, so the room has checked a peer's changes.
 		p1 := dialPeer(t, ctx, e.ts.URL, "peer-one", c.ID)
 		p1.request(ctx, hashes(t, c.Heads))
-		if err := p1.doc.Path("one").Set(1); err != nil {
+		if err := p1.Doc.Path("one").Set(1); err != nil {
 			t.Fatal(err)
 		}
-		h1, err := p1.doc.Commit("one")
+		h1, err := p1.Doc.Commit("one")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -177,7 +177,7 @@ func TestMetricsConnectionClosedByClient(t *testing.T) {
 	if v := metric(t, e.reg, "tandem_connections"); v != 1 {
 		t.Fatalf("tandem_connections = %v", v)
 	}
-	if err := p.c.Close(1000, "bye"); err != nil {
+	if err := p.CloseWith(1000, "bye"); err != nil {
 		t.Fatal(err)
 	}
 	waitMetric(t, e.reg, "tandem_connections back to 0", func(v float64) bool { return v == 0 }, "tandem_connections")

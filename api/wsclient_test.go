@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -9,24 +10,16 @@ import (
 	"time"
 
 	"github.com/automerge/automerge-go"
-	"github.com/coder/websocket"
 
+	"github.com/tandem-sync/tandem/api/wstest"
 	"github.com/tandem-sync/tandem/sync/wire"
 )
 
-// wsPeer is a minimal automerge-repo client: one WebSocket, one document,
-// one sync state. A reader goroutine feeds in, so reads can time out without
-// closing the connection (coder/websocket closes it when a Read's context
-// ends).
+// wsPeer is wstest.Peer for tests that fail on any error, and that keep
+// the server's last advertised heads.
 type wsPeer struct {
-	t     *testing.T
-	c     *websocket.Conn
-	id    wire.PeerID
-	docID wire.DocID
-	doc   *automerge.Doc
-	ss    *automerge.SyncState
-	in    chan wire.Message
-	errc  chan error
+	*wstest.Peer
+	t *testing.T
 	// heads are the server's heads from its last sync message.
 	heads []automerge.ChangeHash
 }
@@ -43,72 +36,32 @@ func dialPeer(t *testing.T, ctx context.Context, httpURL string, id wire.PeerID,
 // document.
 func dialPeerWith(t *testing.T, ctx context.Context, httpURL string, id wire.PeerID, docID wire.DocID, doc *automerge.Doc) *wsPeer {
 	t.Helper()
-	url := "ws" + strings.TrimPrefix(httpURL, "http")
-	c, _, err := websocket.Dial(ctx, url, nil)
+	p, err := wstest.Dial(ctx, httpURL, id, docID, doc)
 	if err != nil {
-		t.Fatalf("dial %s: %v", url, err)
+		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.CloseNow() })
-	p := &wsPeer{t: t, c: c, id: id, docID: docID, doc: doc, ss: automerge.NewSyncState(doc),
-		in: make(chan wire.Message, 256), errc: make(chan error, 1)}
-	go func() {
-		for {
-			_, b, err := c.Read(context.Background())
-			if err != nil {
-				p.errc <- err
-				return
-			}
-			m, err := wire.Decode(b)
-			if err != nil {
-				p.errc <- err
-				return
-			}
-			p.in <- m
-		}
-	}()
-	p.write(ctx, wire.Message{Type: wire.TypeJoin, SenderID: id, SupportedProtocolVersions: []string{wire.ProtocolVersion}})
-	if m := p.read(ctx); m.Type != wire.TypePeer {
-		t.Fatalf("handshake: got %+v, want a peer message", m)
-	}
-	return p
-}
-
-func (p *wsPeer) write(ctx context.Context, m wire.Message) {
-	p.t.Helper()
-	b, err := wire.Encode(m)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	if err := p.c.Write(ctx, websocket.MessageBinary, b); err != nil {
-		p.t.Fatalf("peer %s: write: %v", p.id, err)
-	}
+	t.Cleanup(p.Close)
+	return &wsPeer{Peer: p, t: t}
 }
 
 // read returns the next message; it fails the test when none comes before
 // ctx ends or the connection breaks.
 func (p *wsPeer) read(ctx context.Context) wire.Message {
 	p.t.Helper()
-	select {
-	case m := <-p.in:
-		return m
-	case err := <-p.errc:
-		p.errc <- err
-		p.t.Fatalf("peer %s: connection ended: %v", p.id, err)
-	case <-ctx.Done():
-		p.t.Fatalf("peer %s: no message in time: %v", p.id, ctx.Err())
+	m, err := p.Read(ctx)
+	if err != nil {
+		p.t.Fatalf("peer %s: %v", p.ID, err)
 	}
-	return wire.Message{}
+	return m
 }
 
 // sendSync sends the sync state's next message, if it has one, as typ
 // (sync or request).
 func (p *wsPeer) sendSync(ctx context.Context, typ string) {
 	p.t.Helper()
-	sm, ok := p.ss.GenerateMessage()
-	if !ok {
-		return
+	if err := p.SendSync(ctx, typ); err != nil {
+		p.t.Fatal(err)
 	}
-	p.write(ctx, wire.Message{Type: typ, SenderID: p.id, TargetID: "tandem-test", DocumentID: p.docID, Data: sm.Bytes()})
 }
 
 // handle applies a sync message to the peer's document, records the
@@ -118,14 +71,11 @@ func (p *wsPeer) handle(ctx context.Context, m wire.Message) {
 	if m.Type != wire.TypeSync {
 		return
 	}
-	if m.DocumentID != p.docID {
-		p.t.Fatalf("sync message for %s, want %s", m.DocumentID, p.docID)
-	}
-	sm, err := p.ss.ReceiveMessage(m.Data)
+	heads, err := p.Apply(m)
 	if err != nil {
-		p.t.Fatalf("peer %s: receive sync: %v", p.id, err)
+		p.t.Fatal(err)
 	}
-	p.heads = sm.Heads()
+	p.heads = heads
 	p.sendSync(ctx, wire.TypeSync)
 }
 
@@ -136,7 +86,7 @@ func (p *wsPeer) syncUntil(ctx context.Context, what string, cond func(m wire.Me
 	for {
 		select {
 		case <-ctx.Done():
-			p.t.Fatalf("peer %s: waiting for %s: %v", p.id, what, ctx.Err())
+			p.t.Fatalf("peer %s: waiting for %s: %v", p.ID, what, ctx.Err())
 		default:
 		}
 		m := p.read(ctx)
@@ -152,18 +102,17 @@ func (p *wsPeer) syncUntil(ctx context.Context, what string, cond func(m wire.Me
 func (p *wsPeer) drain(ctx context.Context) {
 	p.t.Helper()
 	for {
-		select {
-		case m := <-p.in:
-			if m.Type == wire.TypeError {
-				p.t.Fatalf("peer %s: server sent an error: %+v", p.id, m)
-			}
-			p.handle(ctx, m)
-		case err := <-p.errc:
-			p.errc <- err
-			p.t.Fatalf("peer %s: connection ended: %v", p.id, err)
-		default:
+		m, err := p.TryRead()
+		if errors.Is(err, wstest.ErrNoMessage) {
 			return
 		}
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		if m.Type == wire.TypeError {
+			p.t.Fatalf("peer %s: server sent an error: %+v", p.ID, m)
+		}
+		p.handle(ctx, m)
 	}
 }
 
@@ -178,9 +127,9 @@ func (p *wsPeer) request(ctx context.Context, want []automerge.ChangeHash) {
 	p.sendSync(ctx, wire.TypeRequest)
 	p.syncUntil(ctx, fmt.Sprintf("heads %v", want), func(m wire.Message) bool {
 		if m.Type == wire.TypeDocUnavailable {
-			p.t.Fatalf("peer %s: document %s unavailable", p.id, p.docID)
+			p.t.Fatalf("peer %s: document %s unavailable", p.ID, p.DocID)
 		}
-		return sameHeads(p.doc.Heads(), want)
+		return sameHeads(p.Doc.Heads(), want)
 	})
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/automerge/automerge-go"
 
+	"github.com/tandem-sync/tandem/api/wstest"
 	"github.com/tandem-sync/tandem/docstore/storetest"
 	"github.com/tandem-sync/tandem/sync/wire"
 )
@@ -44,19 +45,19 @@ func newCrashWriter(n int) *crashWriter {
 // run keeps writing until ctx ends, reconnecting whenever the server dies.
 func (w *crashWriter) run(ctx context.Context, url func() string) {
 	for ctx.Err() == nil {
-		p, err := dialPeer(ctx, url(), w.id, w.docID, w.doc)
+		p, err := wstest.Dial(ctx, url(), w.id, w.docID, w.doc)
 		if err != nil {
 			time.Sleep(20 * time.Millisecond)
 			continue
 		}
 		w.sessions.Add(1)
 		w.session(ctx, p)
-		p.close()
+		p.Close()
 	}
 }
 
-func (w *crashWriter) session(ctx context.Context, p *peer) {
-	if p.sendSync(ctx, wire.TypeSync) != nil {
+func (w *crashWriter) session(ctx context.Context, p *wstest.Peer) {
+	if p.SendSync(ctx, wire.TypeSync) != nil {
 		return
 	}
 	for ctx.Err() == nil {
@@ -73,12 +74,12 @@ func (w *crashWriter) session(ctx context.Context, p *peer) {
 			w.mu.Lock()
 			w.hashes = append(w.hashes, h)
 			w.mu.Unlock()
-			if p.sendSync(ctx, wire.TypeSync) != nil {
+			if p.SendSync(ctx, wire.TypeSync) != nil {
 				return
 			}
 		}
 		rctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
-		_, heads, err := p.receive(rctx)
+		_, heads, err := p.Receive(rctx)
 		cancel()
 		if err != nil {
 			if rctx.Err() != nil && ctx.Err() == nil {
@@ -92,7 +93,7 @@ func (w *crashWriter) session(ctx context.Context, p *peer) {
 				break
 			}
 		}
-		if p.sendSync(ctx, wire.TypeSync) != nil {
+		if p.SendSync(ctx, wire.TypeSync) != nil {
 			return
 		}
 	}

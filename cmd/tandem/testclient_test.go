@@ -19,8 +19,8 @@ import (
 	"time"
 
 	"github.com/automerge/automerge-go"
-	"github.com/coder/websocket"
 
+	"github.com/tandem-sync/tandem/api/wstest"
 	"github.com/tandem-sync/tandem/sync/wire"
 )
 
@@ -151,120 +151,21 @@ func (s *server) readyz() int {
 	return resp.StatusCode
 }
 
-// peer is a minimal automerge-repo client in Go: one WebSocket, one
-// document, one sync state.
-type peer struct {
-	c     *websocket.Conn
-	id    wire.PeerID
-	docID wire.DocID
-	doc   *automerge.Doc
-	ss    *automerge.SyncState
-	// A reader goroutine feeds in: coder/websocket closes the connection
-	// when a Read's context ends, so reads with timeouts go through it.
-	in   chan wire.Message
-	errc chan error
-}
-
-func dialPeer(ctx context.Context, url string, id wire.PeerID, docID wire.DocID, doc *automerge.Doc) (*peer, error) {
-	c, _, err := websocket.Dial(ctx, url, nil)
-	if err != nil {
-		return nil, err
-	}
-	c.SetReadLimit(200 << 20)
-	p := &peer{c: c, id: id, docID: docID, doc: doc, ss: automerge.NewSyncState(doc),
-		in: make(chan wire.Message, 64), errc: make(chan error, 1)}
-	go func() {
-		for {
-			_, b, err := c.Read(context.Background())
-			if err != nil {
-				p.errc <- err
-				return
-			}
-			m, err := wire.Decode(b)
-			if err != nil {
-				p.errc <- err
-				return
-			}
-			p.in <- m
-		}
-	}()
-	if err := p.write(ctx, wire.Message{Type: wire.TypeJoin, SenderID: id, SupportedProtocolVersions: []string{"1"}}); err != nil {
-		c.CloseNow()
-		return nil, err
-	}
-	m, err := p.read(ctx)
-	if err != nil || m.Type != wire.TypePeer {
-		c.CloseNow()
-		return nil, fmt.Errorf("handshake: %+v %v", m, err)
-	}
-	return p, nil
-}
-
-func (p *peer) close() { p.c.CloseNow() }
-
-func (p *peer) write(ctx context.Context, m wire.Message) error {
-	b, err := wire.Encode(m)
-	if err != nil {
-		return err
-	}
-	return p.c.Write(ctx, websocket.MessageBinary, b)
-}
-
-// read returns the next message, or ctx's error when none comes in time
-// (the connection stays open).
-func (p *peer) read(ctx context.Context) (wire.Message, error) {
-	select {
-	case m := <-p.in:
-		return m, nil
-	case err := <-p.errc:
-		p.errc <- err
-		return wire.Message{}, err
-	case <-ctx.Done():
-		return wire.Message{}, ctx.Err()
-	}
-}
-
-// sendSync sends the next sync message, if the sync state has one.
-func (p *peer) sendSync(ctx context.Context, typ string) error {
-	sm, ok := p.ss.GenerateMessage()
-	if !ok {
-		return nil
-	}
-	return p.write(ctx, wire.Message{Type: typ, SenderID: p.id, DocumentID: p.docID, Data: sm.Bytes()})
-}
-
-// receive reads one message; for a sync message it applies it and returns
-// the server's heads.
-func (p *peer) receive(ctx context.Context) (wire.Message, []automerge.ChangeHash, error) {
-	m, err := p.read(ctx)
-	if err != nil {
-		return m, nil, err
-	}
-	if m.Type != wire.TypeSync {
-		return m, nil, nil
-	}
-	sm, err := p.ss.ReceiveMessage(m.Data)
-	if err != nil {
-		return m, nil, err
-	}
-	return m, sm.Heads(), nil
-}
-
 // fetch gets a document with a fresh client and syncs until nothing more
 // arrives for a while.
 func fetch(ctx context.Context, url string, id wire.DocID) (*automerge.Doc, error) {
 	doc := automerge.New()
-	p, err := dialPeer(ctx, url, wire.PeerID(fmt.Sprintf("peer-fetch-%d", time.Now().UnixNano())), id, doc)
+	p, err := wstest.Dial(ctx, url, wire.PeerID(fmt.Sprintf("peer-fetch-%d", time.Now().UnixNano())), id, doc)
 	if err != nil {
 		return nil, err
 	}
-	defer p.close()
-	if err := p.sendSync(ctx, wire.TypeRequest); err != nil {
+	defer p.Close()
+	if err := p.SendSync(ctx, wire.TypeRequest); err != nil {
 		return nil, err
 	}
 	for {
 		rctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-		m, _, err := p.receive(rctx)
+		m, _, err := p.Receive(rctx)
 		cancel()
 		switch {
 		case err != nil && rctx.Err() != nil && ctx.Err() == nil:
@@ -274,7 +175,7 @@ func fetch(ctx context.Context, url string, id wire.DocID) (*automerge.Doc, erro
 		case m.Type == wire.TypeDocUnavailable:
 			return nil, errors.New("document unavailable")
 		}
-		if err := p.sendSync(ctx, wire.TypeSync); err != nil {
+		if err := p.SendSync(ctx, wire.TypeSync); err != nil {
 			return nil, err
 		}
 	}
