@@ -173,32 +173,7 @@ func TestPostgresConcurrentOpen(t *testing.T) {
 		versions, _ := pgSchemaOf(t, url)
 		wantAllPostgresVersions(t, versions)
 
-		// Both write, both see each other's writes, and they agree on the
-		// storage ID even when both make it at the same time.
-		var ids [2]string
-		docs := [2]wire.DocID{wire.NewDocID(), wire.NewDocID()}
-		for j, s := range stores {
-			wg.Go(func() {
-				var err error
-				if ids[j], err = s.StorageID(context.Background()); err != nil {
-					t.Errorf("StorageID: %v", err)
-				}
-				if _, err := s.Append(context.Background(), docs[j], storetest.NewChanges(1, 10)); err != nil {
-					t.Errorf("Append: %v", err)
-				}
-			})
-		}
-		wg.Wait()
-		if ids[0] != ids[1] {
-			t.Errorf("round %d: storage IDs differ: %q, %q", round, ids[0], ids[1])
-		}
-		for _, s := range stores {
-			for _, id := range docs {
-				if _, err := s.Load(context.Background(), id); err != nil {
-					t.Errorf("round %d: Load: %v", round, err)
-				}
-			}
-		}
+		checkSharedStores(t, round, stores[0], stores[1])
 	}
 }
 

@@ -1,0 +1,44 @@
+package docstore
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/tandem-sync/tandem/docstore/storetest"
+	"github.com/tandem-sync/tandem/sync/room"
+	"github.com/tandem-sync/tandem/sync/wire"
+)
+
+// checkSharedStores checks two stores opened on the same database: both
+// write, both see each other's writes, and they agree on the storage ID even
+// when both make it at the same time.
+func checkSharedStores(t *testing.T, round int, a, b room.Store) {
+	t.Helper()
+	stores := [2]room.Store{a, b}
+	var ids [2]string
+	docs := [2]wire.DocID{wire.NewDocID(), wire.NewDocID()}
+	var wg sync.WaitGroup
+	for j, s := range stores {
+		wg.Go(func() {
+			var err error
+			if ids[j], err = s.StorageID(context.Background()); err != nil {
+				t.Errorf("StorageID: %v", err)
+			}
+			if _, err := s.Append(context.Background(), docs[j], storetest.NewChanges(1, 10)); err != nil {
+				t.Errorf("Append: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if ids[0] != ids[1] {
+		t.Errorf("round %d: storage IDs differ: %q, %q", round, ids[0], ids[1])
+	}
+	for _, s := range stores {
+		for _, id := range docs {
+			if _, err := s.Load(context.Background(), id); err != nil {
+				t.Errorf("round %d: Load: %v", round, err)
+			}
+		}
+	}
+}
