@@ -162,6 +162,9 @@ func (c *Conn) serve(ctx context.Context) {
 			return
 		default:
 		}
+		if c.ending.Load() {
+			return // failing (bad input, expiry, revocation): read nothing more
+		}
 		if c.expired() {
 			c.Fail(wire.CloseTokenExpired, "access token expired")
 			return
