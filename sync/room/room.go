@@ -134,8 +134,8 @@ func (r *Room) run(ctx context.Context) {
 			r.drain()
 			return
 		}
-		if len(r.pending) > 0 && retry == nil {
-			retry = time.After(r.retry)
+		if (len(r.pending) > 0 || len(r.backlog) > 0) && retry == nil {
+			retry = time.After(max(r.retry, r.cfg.RetryBackoff))
 		}
 		if len(r.peers) == 0 {
 			idle.Reset(r.cfg.IdleTimeout)
@@ -449,8 +449,8 @@ func (r *Room) compact(ctx context.Context) error {
 // evict makes the room's work durable, compacts, and leaves the registry if
 // nobody is about to use it.
 func (r *Room) evict(ctx context.Context) bool {
-	if len(r.pending) > 0 && !r.flush(ctx) {
-		return false
+	if len(r.backlog) > 0 || (len(r.pending) > 0 && !r.flush(ctx)) {
+		return false // unfinished work: the retry timer takes it up
 	}
 	if err := r.compact(ctx); err != nil {
 		r.log.Error("compaction before eviction failed", "err", err)

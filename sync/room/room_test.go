@@ -706,3 +706,76 @@ func TestChangeAdvertisedWhenPeersNextMessageSharesTheTurn(t *testing.T) {
 		p.send(wire.TypeSync)
 	}
 }
+
+// When the store fails in the middle of a turn, the messages after the
+// failure wait in the room and are applied, in order, once it recovers.
+func TestTurnStoppedByStoreFailureResumes(t *testing.T) {
+	t.Parallel()
+	st := newStore(t)
+	reg := newRegistry(t, st, room.Config{RetryBackoff: 10 * time.Millisecond})
+	id := wire.NewDocID()
+	ctx := context.Background()
+	a := newClient(t, reg, id, "peer-a")
+	a.set("k", int64(0))
+	a.syncUntil(func() bool { return st.appends.Load() == 1 })
+	for {
+		if _, ok := a.next(200 * time.Millisecond); !ok {
+			break
+		}
+	}
+
+	// Two messages from a, each with a change, reach the room in one turn
+	// while the store fails.
+	var msgs []*automerge.SyncMessage
+	for i := 1; i <= 2; i++ {
+		a.set("k", int64(i))
+		sm, ok := a.ss.GenerateMessage()
+		if !ok {
+			t.Fatal("a has nothing to send")
+		}
+		msgs = append(msgs, sm)
+	}
+	st.failAppends.Store(true)
+	entered, release := make(chan struct{}), make(chan struct{})
+	go func() {
+		_ = reg.Do(ctx, id, func(*core.Doc, bool) error { close(entered); <-release; return nil })
+	}()
+	<-entered
+	for _, sm := range msgs {
+		if err := reg.Sync(ctx, a.peer, wire.Message{Type: wire.TypeSync, SenderID: a.peer.id, DocumentID: id, Data: sm.Bytes()}, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(release)
+	waitFor(t, func() bool { return !reg.StoreHealthy() })
+	st.failAppends.Store(false)
+
+	// Both changes end up stored and advertised back to a.
+	want := a.doc.Heads()[0]
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		m, ok := a.next(time.Until(deadline))
+		if !ok {
+			t.Fatal("the changes held during the failure were never advertised")
+		}
+		sm, err := a.ss.ReceiveMessage(m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.Contains(sm.Heads(), want) {
+			break
+		}
+		a.send(wire.TypeSync)
+	}
+	stored, err := st.Load(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := core.Load(stored.Snapshot, stored.Changes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := doc.Heads(); len(h) != 1 || h[0] != core.Hash(want) {
+		t.Fatalf("stored heads %x, want a's last change", h)
+	}
+}
