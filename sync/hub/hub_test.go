@@ -2,6 +2,7 @@ package hub_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -436,13 +437,20 @@ func TestReadOnlyPeerChangesAreDropped(t *testing.T) {
 
 	// The reader edits: its change is dropped, it is told once, and the
 	// exchange stays short.
-	if err := rd.RootMap().Set("k", "reader edit"); err != nil {
-		t.Fatal(err)
+	var sent int
+	var errs []string
+	// A Bloom filter false positive (about 1 %) can make the reader hold
+	// its change back, waiting to be asked, which a read-only room never
+	// does; edit again (a new draw) before concluding.
+	for i := 0; i < 3 && len(errs) == 0; i++ {
+		if err := rd.RootMap().Set("k", fmt.Sprint("reader edit ", i)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rd.Commit("reader"); err != nil {
+			t.Fatal(err)
+		}
+		sent, errs = pump(t, reader, doc, rss)
 	}
-	if _, err := rd.Commit("reader"); err != nil {
-		t.Fatal(err)
-	}
-	sent, errs := pump(t, reader, doc, rss)
 	if len(errs) != 1 {
 		t.Fatalf("the read-only peer got %d error messages (%q), want 1", len(errs), errs)
 	}
