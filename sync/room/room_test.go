@@ -119,6 +119,44 @@ func (c *client) syncUntil(cond func() bool) {
 	}
 }
 
+// sendInOneTurn delivers the messages while the room is busy with an
+// operation, so that they reach it in one turn.
+func (c *client) sendInOneTurn(msgs ...*automerge.SyncMessage) {
+	c.t.Helper()
+	ctx := context.Background()
+	entered, release := make(chan struct{}), make(chan struct{})
+	go func() {
+		_ = c.reg.Do(ctx, c.id, func(*core.Doc, bool) error { close(entered); <-release; return nil })
+	}()
+	<-entered
+	for _, sm := range msgs {
+		if err := c.reg.Sync(ctx, c.peer, wire.Message{Type: wire.TypeSync, SenderID: c.peer.id, DocumentID: c.id, Data: sm.Bytes()}, false); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+	close(release)
+}
+
+// untilAdvertised syncs until the room's heads include h.
+func (c *client) untilAdvertised(h automerge.ChangeHash, timeout time.Duration) {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		m, ok := c.next(time.Until(deadline))
+		if !ok {
+			c.t.Fatalf("%s: the room never advertised change %s", c.peer.id, h)
+		}
+		sm, err := c.ss.ReceiveMessage(m.Data)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		if slices.Contains(sm.Heads(), h) {
+			return
+		}
+		c.send(wire.TypeSync)
+	}
+}
+
 func (c *client) set(key string, v any) {
 	c.t.Helper()
 	if err := c.doc.RootMap().Set(key, v); err != nil {
@@ -679,32 +717,8 @@ func TestChangeAdvertisedWhenPeersNextMessageSharesTheTurn(t *testing.T) {
 	smC, _ := p.ss.GenerateMessage()
 
 	// b and c reach the room in one turn.
-	entered, release := make(chan struct{}), make(chan struct{})
-	go func() {
-		_ = reg.Do(ctx, id, func(*core.Doc, bool) error { close(entered); <-release; return nil })
-	}()
-	<-entered
-	for _, sm := range []*automerge.SyncMessage{smB, smC} {
-		if err := reg.Sync(ctx, p.peer, wire.Message{Type: wire.TypeSync, SenderID: p.peer.id, DocumentID: id, Data: sm.Bytes()}, false); err != nil {
-			t.Fatal(err)
-		}
-	}
-	close(release)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		m, ok := p.next(time.Until(deadline))
-		if !ok {
-			t.Fatal("the room never advertised the peer's change back to it")
-		}
-		sm, err := p.ss.ReceiveMessage(m.Data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if slices.Contains(sm.Heads(), mine) {
-			return
-		}
-		p.send(wire.TypeSync)
-	}
+	p.sendInOneTurn(smB, smC)
+	p.untilAdvertised(mine, 5*time.Second)
 }
 
 // When the store fails in the middle of a turn, the messages after the
@@ -736,37 +750,13 @@ func TestTurnStoppedByStoreFailureResumes(t *testing.T) {
 		msgs = append(msgs, sm)
 	}
 	st.failAppends.Store(true)
-	entered, release := make(chan struct{}), make(chan struct{})
-	go func() {
-		_ = reg.Do(ctx, id, func(*core.Doc, bool) error { close(entered); <-release; return nil })
-	}()
-	<-entered
-	for _, sm := range msgs {
-		if err := reg.Sync(ctx, a.peer, wire.Message{Type: wire.TypeSync, SenderID: a.peer.id, DocumentID: id, Data: sm.Bytes()}, false); err != nil {
-			t.Fatal(err)
-		}
-	}
-	close(release)
+	a.sendInOneTurn(msgs...)
 	waitFor(t, func() bool { return !reg.StoreHealthy() })
 	st.failAppends.Store(false)
 
 	// Both changes end up stored and advertised back to a.
 	want := a.doc.Heads()[0]
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		m, ok := a.next(time.Until(deadline))
-		if !ok {
-			t.Fatal("the changes held during the failure were never advertised")
-		}
-		sm, err := a.ss.ReceiveMessage(m.Data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if slices.Contains(sm.Heads(), want) {
-			break
-		}
-		a.send(wire.TypeSync)
-	}
+	a.untilAdvertised(want, 10*time.Second)
 	stored, err := st.Load(ctx, id)
 	if err != nil {
 		t.Fatal(err)
