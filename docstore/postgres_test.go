@@ -461,21 +461,6 @@ func TestPostgresClosed(t *testing.T) {
 	}
 }
 
-func TestPostgresCanceledContext(t *testing.T) {
-	t.Parallel()
-	s := openTestPostgres(t, newTestDatabase(t))
-	defer s.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	id := wire.NewDocID()
-	if _, err := s.Append(ctx, id, storetest.NewChanges(1, 10)); !errors.Is(err, context.Canceled) {
-		t.Errorf("Append with a canceled context: %v", err)
-	}
-	if _, err := s.Load(context.Background(), id); !errors.Is(err, room.ErrNotFound) {
-		t.Errorf("Load after canceled Append: %v, want room.ErrNotFound", err)
-	}
-}
-
 func TestPostgresSynchronousCommit(t *testing.T) {
 	t.Parallel()
 	url := newTestDatabase(t)

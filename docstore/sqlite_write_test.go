@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/tandem-sync/tandem/docstore/storetest"
-	"github.com/tandem-sync/tandem/sync/room"
 	"github.com/tandem-sync/tandem/sync/wire"
 )
 
@@ -87,20 +86,6 @@ func TestSQLiteClosed(t *testing.T) {
 	}
 	if err := s.Delete(ctx, id); !errors.Is(err, ErrClosed) {
 		t.Errorf("Delete after Close: %v", err)
-	}
-}
-
-func TestSQLiteCanceledContext(t *testing.T) {
-	s := openTestSQLite(t, t.TempDir())
-	defer s.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	id := wire.NewDocID()
-	if _, err := s.Append(ctx, id, storetest.NewChanges(1, 10)); !errors.Is(err, context.Canceled) {
-		t.Errorf("Append with a canceled context: %v", err)
-	}
-	if _, err := s.Load(context.Background(), id); !errors.Is(err, room.ErrNotFound) {
-		t.Errorf("Load after canceled Append: %v, want room.ErrNotFound", err)
 	}
 }
 

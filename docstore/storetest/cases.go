@@ -316,6 +316,20 @@ func testNoAliasing(t *testing.T, s room.Store) {
 	wantChanges(t, doc, c[1])
 }
 
+// testCanceledContext: an Append whose context is already canceled fails
+// with the context's error and stores nothing.
+func testCanceledContext(t *testing.T, s room.Store) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	id := wire.NewDocID()
+	if _, err := s.Append(ctx, id, NewChanges(1, 10)); !errors.Is(err, context.Canceled) {
+		t.Errorf("Append with a canceled context: %v, want context.Canceled", err)
+	}
+	if _, err := s.Load(context.Background(), id); !errors.Is(err, room.ErrNotFound) {
+		t.Errorf("Load after a canceled Append: %v, want room.ErrNotFound", err)
+	}
+}
+
 func testReopen(t *testing.T, h Harness) {
 	s := h.Open(t)
 	defer func() { closeStore(t, s) }()

@@ -49,6 +49,7 @@ func Run(t *testing.T, h Harness) {
 		{"ConcurrentAppends", testConcurrentAppends},
 		{"LargeValues", testLargeValues},
 		{"NoAliasing", testNoAliasing},
+		{"CanceledContext", testCanceledContext},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
