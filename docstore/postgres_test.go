@@ -157,19 +157,7 @@ func TestPostgresConcurrentOpen(t *testing.T) {
 	t.Parallel()
 	for round := range 3 {
 		url := newTestDatabase(t)
-		var stores [2]*Postgres
-		var errs [2]error
-		var wg sync.WaitGroup
-		for j := range stores {
-			wg.Go(func() { stores[j], errs[j] = OpenPostgres(context.Background(), url) })
-		}
-		wg.Wait()
-		for j, err := range errs {
-			if err != nil {
-				t.Fatalf("round %d: open #%d: %v", round, j, err)
-			}
-			defer stores[j].Close()
-		}
+		stores := openTwoAtOnce(t, round, func() (*Postgres, error) { return OpenPostgres(context.Background(), url) })
 		versions, _ := pgSchemaOf(t, url)
 		wantAllPostgresVersions(t, versions)
 

@@ -10,6 +10,26 @@ import (
 	"github.com/tandem-sync/tandem/sync/wire"
 )
 
+// openTwoAtOnce opens two stores on the same database concurrently (as
+// two nodes starting together would); they are closed when the test ends.
+func openTwoAtOnce[S room.Store](t *testing.T, round int, open func() (S, error)) [2]S {
+	t.Helper()
+	var stores [2]S
+	var errs [2]error
+	var wg sync.WaitGroup
+	for j := range stores {
+		wg.Go(func() { stores[j], errs[j] = open() })
+	}
+	wg.Wait()
+	for j, err := range errs {
+		if err != nil {
+			t.Fatalf("round %d: open #%d: %v", round, j, err)
+		}
+		t.Cleanup(func() { stores[j].Close() })
+	}
+	return stores
+}
+
 // checkSharedStores checks two stores opened on the same database: both
 // write, both see each other's writes, and they agree on the storage ID even
 // when both make it at the same time.

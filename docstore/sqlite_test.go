@@ -108,19 +108,7 @@ func TestSQLiteMigrateTwice(t *testing.T) {
 func TestSQLiteConcurrentOpen(t *testing.T) {
 	for i := range 5 {
 		dir := t.TempDir()
-		var stores [2]*SQLite
-		var errs [2]error
-		var wg sync.WaitGroup
-		for j := range stores {
-			wg.Go(func() { stores[j], errs[j] = OpenSQLite(context.Background(), dir) })
-		}
-		wg.Wait()
-		for j, err := range errs {
-			if err != nil {
-				t.Fatalf("round %d: open #%d: %v", i, j, err)
-			}
-			defer stores[j].Close()
-		}
+		stores := openTwoAtOnce(t, i, func() (*SQLite, error) { return OpenSQLite(context.Background(), dir) })
 		versions, _ := schemaOf(t, stores[0].db)
 		wantAllVersions(t, versions)
 
