@@ -1,13 +1,13 @@
 package docjson
 
 import (
-	"bytes"
-	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"strings"
 
 	"github.com/automerge/automerge-go"
+
+	"github.com/tandem-sync/tandem/sync/wire"
 )
 
 // ParseHeads parses a list of change hashes such as a "heads" query
@@ -59,57 +59,15 @@ func parseHead(s string) (automerge.ChangeHash, error) {
 	case len(s) > 60: // bs58check of 32 bytes has at most 50 characters
 		return h, fmt.Errorf("neither 64 hex digits nor bs58check")
 	}
-	payload, err := decodeBS58Check(s)
+	payload, err := wire.DecodeBS58Check(s)
 	if err != nil {
-		return h, err
+		return h, fmt.Errorf("bs58check: %w", err)
 	}
 	if len(payload) != len(h) {
 		return h, fmt.Errorf("bs58check payload has %d bytes, want %d", len(payload), len(h))
 	}
 	copy(h[:], payload)
 	return h, nil
-}
-
-const base58Alphabet = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
-
-// decodeBS58Check decodes Base58 (Bitcoin alphabet) text and verifies and
-// strips its 4-byte checksum, sha256(sha256(payload))[:4]. Its cost is
-// quadratic in len(s), which callers keep small.
-func decodeBS58Check(s string) ([]byte, error) {
-	zeros := 0
-	for zeros < len(s) && s[zeros] == '1' {
-		zeros++
-	}
-	// num is a big-endian base-256 number, sized for the worst case
-	// (log(58)/log(256) < 0.733 bytes per digit).
-	num := make([]byte, len(s)*733/1000+1)
-	for i := 0; i < len(s); i++ {
-		d := strings.IndexByte(base58Alphabet, s[i])
-		if d < 0 {
-			return nil, fmt.Errorf("character %q is not Base58", s[i])
-		}
-		carry := d
-		for j := len(num) - 1; j >= 0; j-- {
-			carry += 58 * int(num[j])
-			num[j] = byte(carry)
-			carry >>= 8
-		}
-	}
-	k := 0
-	for k < len(num) && num[k] == 0 {
-		k++
-	}
-	raw := append(make([]byte, zeros), num[k:]...)
-	if len(raw) < 5 {
-		return nil, fmt.Errorf("bs58check text too short")
-	}
-	payload, sum := raw[:len(raw)-4], raw[len(raw)-4:]
-	h1 := sha256.Sum256(payload)
-	h2 := sha256.Sum256(h1[:])
-	if !bytes.Equal(h2[:4], sum) {
-		return nil, fmt.Errorf("bad bs58check checksum")
-	}
-	return payload, nil
 }
 
 func truncate(s string) string {

@@ -1,43 +1,15 @@
 package docjson
 
 import (
-	"crypto/sha256"
 	"errors"
 	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/automerge/automerge-go"
-)
 
-// encodeBS58Check is the inverse of decodeBS58Check, for tests.
-func encodeBS58Check(payload []byte) string {
-	h1 := sha256.Sum256(payload)
-	h2 := sha256.Sum256(h1[:])
-	b := append(append([]byte(nil), payload...), h2[:4]...)
-	zeros := 0
-	for zeros < len(b) && b[zeros] == 0 {
-		zeros++
-	}
-	var digits []byte // little-endian base 58
-	for _, v := range b[zeros:] {
-		carry := int(v)
-		for i := range digits {
-			carry += int(digits[i]) << 8
-			digits[i] = byte(carry % 58)
-			carry /= 58
-		}
-		for carry > 0 {
-			digits = append(digits, byte(carry%58))
-			carry /= 58
-		}
-	}
-	out := strings.Repeat("1", zeros)
-	for i := len(digits) - 1; i >= 0; i-- {
-		out += string(base58Alphabet[digits[i]])
-	}
-	return out
-}
+	"github.com/tandem-sync/tandem/sync/wire"
+)
 
 func TestParseHeads(t *testing.T) {
 	t.Parallel()
@@ -47,7 +19,7 @@ func TestParseHeads(t *testing.T) {
 		h2[i] = byte(255 - i)
 	}
 	h0[31] = 1 // leading zero bytes become leading '1's
-	b1, b2, b0 := encodeBS58Check(h1[:]), encodeBS58Check(h2[:]), encodeBS58Check(h0[:])
+	b1, b2, b0 := wire.EncodeBS58Check(h1[:]), wire.EncodeBS58Check(h2[:]), wire.EncodeBS58Check(h0[:])
 	if !strings.HasPrefix(b0, strings.Repeat("1", 31)) {
 		t.Fatalf("encoder: %s", b0)
 	}
@@ -111,11 +83,11 @@ func TestParseHeadsRenderAt(t *testing.T) {
 	must(t, err)
 	_, err = Apply(doc, []Op{{Op: "set", Path: raw(`["v"]`), Value: raw(`2`)}}, "")
 	must(t, err)
-	heads, err := ParseHeads("automerge-style " + encodeBS58Check(h[:]))
+	heads, err := ParseHeads("automerge-style " + wire.EncodeBS58Check(h[:]))
 	if err == nil {
 		t.Fatalf("ParseHeads accepted a prefix: %v", heads)
 	}
-	heads, err = ParseHeads(encodeBS58Check(h[:]))
+	heads, err = ParseHeads(wire.EncodeBS58Check(h[:]))
 	must(t, err)
 	v, err := RenderAt(doc, heads)
 	must(t, err)
@@ -127,7 +99,7 @@ func TestParseHeadsRenderAt(t *testing.T) {
 func FuzzParseHeads(f *testing.F) {
 	var h automerge.ChangeHash
 	f.Add(h.String())
-	f.Add(encodeBS58Check(h[:]) + "|" + h.String())
+	f.Add(wire.EncodeBS58Check(h[:]) + "|" + h.String())
 	f.Add("1,2|3")
 	f.Fuzz(func(t *testing.T, s string) {
 		heads, err := ParseHeads(s)

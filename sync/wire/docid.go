@@ -37,18 +37,36 @@ func ParseDocID(s string) (DocID, error) {
 	if len(s) > MaxDocIDLen {
 		return "", fmt.Errorf("%w: %d characters is too long", ErrInvalidDocID, len(s))
 	}
-	raw, err := base58Decode(s)
-	if err != nil {
+	if _, err := DecodeBS58Check(s); err != nil {
 		return "", fmt.Errorf("%w: %v", ErrInvalidDocID, err)
 	}
+	return DocID(s), nil
+}
+
+// DecodeBS58Check decodes bs58check text (Base58 with the Bitcoin alphabet
+// over payload ‖ sha256(sha256(payload))[0:4]), verifies the checksum and
+// returns the payload, which must not be empty. automerge-repo uses it for
+// document IDs and for change hashes in URLs. Its cost is quadratic in the
+// text's length, which callers keep small.
+func DecodeBS58Check(s string) ([]byte, error) {
+	raw, err := base58Decode(s)
+	if err != nil {
+		return nil, err
+	}
 	if len(raw) < 5 {
-		return "", fmt.Errorf("%w: too short", ErrInvalidDocID)
+		return nil, errors.New("too short")
 	}
 	payload, sum := raw[:len(raw)-4], raw[len(raw)-4:]
 	if want := checksum(payload); string(want[:]) != string(sum) {
-		return "", fmt.Errorf("%w: bad checksum", ErrInvalidDocID)
+		return nil, errors.New("bad checksum")
 	}
-	return DocID(s), nil
+	return payload, nil
+}
+
+// EncodeBS58Check encodes a payload as bs58check text.
+func EncodeBS58Check(payload []byte) string {
+	sum := checksum(payload)
+	return base58Encode(append(append([]byte(nil), payload...), sum[:]...))
 }
 
 // NewDocID returns a fresh random document ID, as automerge-repo's
@@ -64,10 +82,7 @@ func NewDocID() DocID {
 }
 
 // DocIDFromBytes encodes a binary document ID as bs58check.
-func DocIDFromBytes(b []byte) DocID {
-	sum := checksum(b)
-	return DocID(base58Encode(append(append([]byte(nil), b...), sum[:]...)))
-}
+func DocIDFromBytes(b []byte) DocID { return DocID(EncodeBS58Check(b)) }
 
 // URL returns the document's automerge: URL.
 func (id DocID) URL() string { return "automerge:" + string(id) }
