@@ -119,6 +119,18 @@ func (w *crashWriter) verify(ctx context.Context, url string) error {
 	return nil
 }
 
+// startWriters starts n writers on their own documents; they stop when
+// ctx ends, and the WaitGroup is done then.
+func startWriters(ctx context.Context, n int, url func() string) ([]*crashWriter, *sync.WaitGroup) {
+	writers := make([]*crashWriter, n)
+	var wg sync.WaitGroup
+	for i := range writers {
+		writers[i] = newCrashWriter(i)
+		wg.Go(func() { writers[i].run(ctx, url) })
+	}
+	return writers, &wg
+}
+
 // crashTest runs writers against the binary, kills it with SIGKILL at random
 // moments, restarts it, and checks that no advertised change was lost.
 func crashTest(t *testing.T, cycles int, env []string, args ...string) {
@@ -131,16 +143,7 @@ func crashTest(t *testing.T, cycles int, env []string, args ...string) {
 		defer mu.Unlock()
 		return s.url()
 	}
-	writers := make([]*crashWriter, 4)
-	var wg sync.WaitGroup
-	for i := range writers {
-		writers[i] = newCrashWriter(i)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			writers[i].run(ctx, url)
-		}()
-	}
+	writers, wg := startWriters(ctx, 4, url)
 	for range cycles {
 		time.Sleep(time.Duration(150+rand.IntN(450)) * time.Millisecond)
 		mu.Lock()

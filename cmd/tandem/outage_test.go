@@ -11,7 +11,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -119,16 +118,7 @@ func TestPostgresOutage(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	writers := make([]*crashWriter, 3)
-	var wg sync.WaitGroup
-	for i := range writers {
-		writers[i] = newCrashWriter(i)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			writers[i].run(ctx, s.url)
-		}()
-	}
+	writers, wg := startWriters(ctx, 3, s.url)
 	acked := func() []int64 {
 		out := make([]int64, len(writers))
 		for i, w := range writers {
