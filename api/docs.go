@@ -3,8 +3,6 @@ package api
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -300,14 +298,10 @@ func (s *Server) putBinary(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if len(body) == 0 {
-		s.writeError(w, r, errBadBinary)
-		return
-	}
 	created := false
 	var heads []automerge.ChangeHash
-	changeHashes, ok := splitChunks(body)
-	if !ok {
+	changeHashes, err := core.ChunkHashes(body)
+	if err != nil {
 		s.writeError(w, r, errBadBinary)
 		return
 	}
@@ -324,9 +318,9 @@ func (s *Server) putBinary(w http.ResponseWriter, r *http.Request) {
 				return fmt.Errorf("%w: %v", errBadBinary, err)
 			}
 			for _, h := range changeHashes {
-				if _, err := incoming.Change(h); err != nil {
+				if _, err := incoming.Change(automerge.ChangeHash(h)); err != nil {
 					return errorf(http.StatusBadRequest, "invalid_binary",
-						"change "+h.String()+" depends on changes that neither the document nor the body holds")
+						"change "+hex.EncodeToString(h[:])+" depends on changes that neither the document nor the body holds")
 				}
 			}
 		}
@@ -349,37 +343,6 @@ func (s *Server) putBinary(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusCreated
 	}
 	writeJSON(w, status, map[string]any{"id": id, "url": id.URL(), "heads": headsHex(heads)})
-}
-
-// chunkMagic starts every Automerge storage chunk.
-var chunkMagic = []byte{0x85, 0x6f, 0x4a, 0x83}
-
-// splitChunks checks that b is a non-empty sequence of complete Automerge
-// chunks (magic, checksum, type, LEB128 length, data) and nothing else, and
-// returns the hashes of its uncompressed change chunks. The core's
-// incremental loader silently stops at a truncated or trailing piece and
-// silently holds back changes whose dependencies are missing; these let the
-// caller notice both.
-func splitChunks(b []byte) ([]automerge.ChangeHash, bool) {
-	if len(b) == 0 {
-		return nil, false
-	}
-	var changes []automerge.ChangeHash
-	for len(b) > 0 {
-		if len(b) < 10 || !bytes.Equal(b[:4], chunkMagic) {
-			return nil, false
-		}
-		n, k := binary.Uvarint(b[9:])
-		if k <= 0 || n > uint64(len(b)-9-k) {
-			return nil, false
-		}
-		end := 9 + k + int(n)
-		if b[8] == 1 { // a change chunk: its hash covers type, length and data
-			changes = append(changes, automerge.ChangeHash(sha256.Sum256(b[8:end])))
-		}
-		b = b[end:]
-	}
-	return changes, true
 }
 
 // changesRequest is the body of POST /docs/{id}/changes.

@@ -183,36 +183,80 @@ func checkBloom(b []byte) error {
 
 var chunkMagic = [4]byte{0x85, 0x6f, 0x4a, 0x83}
 
+// chunk is one Automerge storage chunk as framed on the wire.
+type chunk struct {
+	typ  byte
+	sum  []byte // the 4-byte checksum as sent
+	hash Hash   // sha256(type ‖ LEB128 length ‖ data); a change's hash
+	data []byte
+}
+
+// readChunk reads one chunk (magic, checksum, type, LEB128 length, data)
+// from r.
+func readChunk(r *reader) (chunk, error) {
+	var c chunk
+	if magic := r.take(4); r.err != nil || [4]byte(magic) != chunkMagic {
+		return c, errors.New("not an Automerge chunk")
+	}
+	c.sum = r.take(4)
+	c.typ = r.byte()
+	start := r.b // from the length on, for the hash
+	length := r.uleb()
+	c.data = r.take(length)
+	if r.err != nil {
+		return c, fmt.Errorf("chunk: %w", r.err)
+	}
+	h := sha256.New()
+	h.Write([]byte{c.typ})
+	h.Write(start[:len(start)-len(r.b)])
+	copy(c.hash[:], h.Sum(nil))
+	return c, nil
+}
+
+// ChunkHashes checks that b is a non-empty sequence of complete Automerge
+// chunks (a saved document, change chunks, or both) and nothing else, and
+// returns the hashes of its uncompressed change chunks. The core's
+// incremental loader silently stops at a truncated or trailing piece and
+// silently holds back changes whose dependencies are missing; these let a
+// caller notice both.
+func ChunkHashes(b []byte) ([]Hash, error) {
+	if len(b) == 0 {
+		return nil, errors.New("no chunks")
+	}
+	r := &reader{b: b}
+	var changes []Hash
+	for len(r.b) > 0 {
+		c, err := readChunk(r)
+		if err != nil {
+			return nil, err
+		}
+		if c.typ == 1 {
+			changes = append(changes, c.hash)
+		}
+	}
+	return changes, nil
+}
+
 // parseChange checks one change chunk (magic, checksum, type, exact length)
 // and reads its deps, actor and seq.
 func parseChange(b []byte) (changeHeader, error) {
 	var c changeHeader
 	r := &reader{b: b}
-	if magic := r.take(4); r.err != nil || [4]byte(magic) != chunkMagic {
-		return c, errors.New("not an Automerge chunk")
+	ch, err := readChunk(r)
+	if err != nil {
+		return c, err
 	}
-	sum := r.take(4)
-	typ := r.byte()
-	hashed := r.b // from the length on, for the hash
-	length := r.uleb()
-	data := r.take(length)
-	if r.err != nil {
-		return c, fmt.Errorf("chunk: %w", r.err)
-	}
-	if typ != 1 {
-		return c, fmt.Errorf("chunk type %d: only uncompressed change chunks are accepted", typ)
+	if ch.typ != 1 {
+		return c, fmt.Errorf("chunk type %d: only uncompressed change chunks are accepted", ch.typ)
 	}
 	if len(r.b) != 0 {
 		return c, fmt.Errorf("%d bytes after the change", len(r.b))
 	}
-	h := sha256.New()
-	h.Write([]byte{typ})
-	h.Write(hashed)
-	copy(c.hash[:], h.Sum(nil))
-	if string(c.hash[:4]) != string(sum) {
+	c.hash = ch.hash
+	if string(c.hash[:4]) != string(ch.sum) {
 		return c, errors.New("bad chunk checksum")
 	}
-	r = &reader{b: data}
+	r = &reader{b: ch.data}
 	c.deps = r.hashes()
 	actorLen := r.uleb()
 	if actorLen == 0 || actorLen > maxActorLen {
