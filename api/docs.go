@@ -16,16 +16,16 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/tandem-sync/tandem/api/docjson"
-	"github.com/tandem-sync/tandem/docstore"
 	"github.com/tandem-sync/tandem/sync/core"
+	"github.com/tandem-sync/tandem/sync/room"
 	"github.com/tandem-sync/tandem/sync/wire"
 )
 
 // Catalog is what the document API reads from the store directly, without
 // loading documents: both docstore stores implement it.
 type Catalog interface {
-	Stat(ctx context.Context, id wire.DocID) (docstore.DocStat, error)
-	List(ctx context.Context, after wire.DocID, limit int) ([]docstore.DocStat, error)
+	Stat(ctx context.Context, id wire.DocID) (room.DocStat, error)
+	List(ctx context.Context, after wire.DocID, limit int) ([]room.DocStat, error)
 }
 
 // docSummary is one document in listings and metadata.
@@ -39,9 +39,9 @@ type docSummary struct {
 	UpdatedAt     time.Time  `json:"updated_at"`
 }
 
-func summary(st docstore.DocStat) docSummary {
+func summary(st room.DocStat) docSummary {
 	return docSummary{ID: st.ID, URL: st.ID.URL(), SizeBytes: st.Size, SnapshotBytes: st.SnapshotSize,
-		ChangeCount: st.LastSeq, CreatedAt: st.CreatedAt.UTC(), UpdatedAt: st.UpdatedAt.UTC()}
+		ChangeCount: st.Changes, CreatedAt: st.CreatedAt.UTC(), UpdatedAt: st.UpdatedAt.UTC()}
 }
 
 func (s *Server) mountDocs(r chi.Router) {
@@ -103,14 +103,6 @@ func (s *Server) read(ctx context.Context, id wire.DocID, fn func(doc *automerge
 	})
 }
 
-func headsHex(hs []automerge.ChangeHash) []string {
-	out := make([]string, len(hs))
-	for i, h := range hs {
-		out[i] = hex.EncodeToString(h[:])
-	}
-	return out
-}
-
 func (s *Server) createDoc(w http.ResponseWriter, r *http.Request) {
 	body, err := s.readBody(w, r)
 	if err != nil {
@@ -137,27 +129,18 @@ func (s *Server) createDoc(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, map[string]any{"id": id, "url": id.URL(), "heads": headsHex(heads)})
+	writeJSON(w, http.StatusCreated, map[string]any{"id": id, "url": id.URL(), "heads": docjson.FormatHeads(heads)})
 }
 
 func (s *Server) listDocs(w http.ResponseWriter, r *http.Request) {
-	limit := 100
-	if v := r.URL.Query().Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > docstore.MaxListLimit {
-			s.writeError(w, r, errorf(http.StatusBadRequest, "invalid_limit", fmt.Sprintf("limit must be 1 to %d", docstore.MaxListLimit)))
-			return
-		}
-		limit = n
-	}
 	var after wire.DocID
-	if c := r.URL.Query().Get("cursor"); c != "" {
-		id, err := wire.ParseDocID(c)
-		if err != nil {
-			s.writeError(w, r, errorf(http.StatusBadRequest, "invalid_cursor", "cursor is not a document ID from a previous page"))
-			return
-		}
-		after = id
+	limit, err := pageQuery(r, func(c string) (err error) {
+		after, err = wire.ParseDocID(c)
+		return err
+	})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
 	}
 	stats, err := s.cfg.Catalog.List(r.Context(), after, limit+1)
 	if err != nil {
@@ -177,7 +160,7 @@ func (s *Server) listDocs(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(stats) == limit {
 		// Exactly a page: either nothing follows, or the store returned
-		// fewer than asked (stores cap a page at docstore.MaxListLimit).
+		// fewer than asked (stores cap a page at paging.MaxLimit).
 		more, err := s.cfg.Catalog.List(r.Context(), stats[limit-1].ID, 1)
 		if err != nil {
 			s.writeError(w, r, err)
@@ -198,7 +181,7 @@ func (s *Server) getDoc(w http.ResponseWriter, r *http.Request) {
 	}
 	var heads []string
 	if err := s.read(r.Context(), id, func(doc *automerge.Doc) error {
-		heads = headsHex(doc.Heads())
+		heads = docjson.FormatHeads(doc.Heads())
 		return nil
 	}); err != nil {
 		s.writeError(w, r, err)
@@ -342,7 +325,7 @@ func (s *Server) putBinary(w http.ResponseWriter, r *http.Request) {
 	if created {
 		status = http.StatusCreated
 	}
-	writeJSON(w, status, map[string]any{"id": id, "url": id.URL(), "heads": headsHex(heads)})
+	writeJSON(w, status, map[string]any{"id": id, "url": id.URL(), "heads": docjson.FormatHeads(heads)})
 }
 
 // changesRequest is the body of POST /docs/{id}/changes.
@@ -376,7 +359,7 @@ func (s *Server) postChanges(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"hash": hex.EncodeToString(hash[:]), "heads": headsHex(heads)})
+	writeJSON(w, http.StatusOK, map[string]any{"hash": hex.EncodeToString(hash[:]), "heads": docjson.FormatHeads(heads)})
 }
 
 func (s *Server) getHistory(w http.ResponseWriter, r *http.Request) {
@@ -385,18 +368,14 @@ func (s *Server) getHistory(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	offset, limit := 0, 100
-	if v := r.URL.Query().Get("cursor"); v != "" {
-		if offset, err = strconv.Atoi(v); err != nil || offset < 0 {
-			s.writeError(w, r, errorf(http.StatusBadRequest, "invalid_cursor", "cursor is not a value from a previous page"))
-			return
-		}
-	}
-	if v := r.URL.Query().Get("limit"); v != "" {
-		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > 1000 {
-			s.writeError(w, r, errorf(http.StatusBadRequest, "invalid_limit", "limit must be 1 to 1000"))
-			return
-		}
+	var offset int
+	limit, err := pageQuery(r, func(c string) (err error) {
+		offset, err = nonNegative(c)
+		return err
+	})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
 	}
 	var all []docjson.ChangeInfo
 	if err := s.read(r.Context(), id, func(doc *automerge.Doc) error {
@@ -483,5 +462,5 @@ func (s *Server) forkDoc(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, map[string]any{"id": newID, "url": newID.URL(), "forked_from": id, "heads": headsHex(newHeads)})
+	writeJSON(w, http.StatusCreated, map[string]any{"id": newID, "url": newID.URL(), "forked_from": id, "heads": docjson.FormatHeads(newHeads)})
 }

@@ -3,7 +3,6 @@ package api_test
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,8 +15,10 @@ import (
 	"github.com/automerge/automerge-go"
 
 	"github.com/tandem-sync/tandem/api"
-	"github.com/tandem-sync/tandem/docstore"
-	"github.com/tandem-sync/tandem/sync/room"
+	"github.com/tandem-sync/tandem/api/docjson"
+	"github.com/tandem-sync/tandem/internal/paging"
+	"github.com/tandem-sync/tandem/internal/testwait"
+	"github.com/tandem-sync/tandem/sync/core"
 	"github.com/tandem-sync/tandem/sync/wire"
 )
 
@@ -205,7 +206,7 @@ func TestBinaryExportAndImport(t *testing.T) {
 		if err != nil {
 			t.Fatalf("exported binary does not load: %v", err)
 		}
-		if got := headsHex(doc.Heads()); !reflect.DeepEqual(got, []string{ch.Hash}) {
+		if got := docjson.FormatHeads(doc.Heads()); !reflect.DeepEqual(got, []string{ch.Hash}) {
 			t.Fatalf("exported heads %v, want %v", got, ch.Hash)
 		}
 		if s, err := doc.Path("title").Text().Get(); err != nil || s != "hi there" {
@@ -226,8 +227,8 @@ func TestBinaryExportAndImport(t *testing.T) {
 		id := wire.NewDocID()
 		var imp created
 		e.do(t, "PUT", api1+string(id)+"/binary", local.Save(), "application/octet-stream").want(t, http.StatusCreated, &imp)
-		if imp.ID != id || !reflect.DeepEqual(imp.Heads, headsHex(local.Heads())) {
-			t.Fatalf("import answered %+v, want heads %v", imp, headsHex(local.Heads()))
+		if imp.ID != id || !reflect.DeepEqual(imp.Heads, docjson.FormatHeads(local.Heads())) {
+			t.Fatalf("import answered %+v, want heads %v", imp, docjson.FormatHeads(local.Heads()))
 		}
 		e.wantContent(t, id, `{"from": "go", "list": [1, 2]}`)
 
@@ -284,7 +285,7 @@ func TestBinaryExportAndImport(t *testing.T) {
 		}
 		inc := local.SaveIncremental()
 		e.do(t, "PUT", api1+string(id)+"/binary", inc, "application/octet-stream").want(t, http.StatusOK, &same)
-		want = append(headsHex(local.Heads()), rest.Hash) // local never pulled the REST change
+		want = append(docjson.FormatHeads(local.Heads()), rest.Hash) // local never pulled the REST change
 		slices.Sort(want)
 		if got := slices.Sorted(slices.Values(same.Heads)); !reflect.DeepEqual(got, want) {
 			t.Fatalf("heads after an incremental import %v, want %v", got, want)
@@ -412,7 +413,7 @@ func TestListLargestPage(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		n := docstore.MaxListLimit + 1
+		n := paging.MaxLimit + 1
 		ids := make(chan wire.DocID, n)
 		for range n {
 			ids <- wire.NewDocID()
@@ -423,7 +424,7 @@ func TestListLargestPage(t *testing.T) {
 		for range 32 {
 			wg.Go(func() {
 				for id := range ids {
-					if _, err := e.store.Append(context.Background(), id, []room.Change{{Hash: room.Hash(h), Data: chg.Save()}}); err != nil {
+					if _, err := e.store.Append(context.Background(), id, []core.Change{{Hash: core.Hash(h), Data: chg.Save()}}); err != nil {
 						errs <- err
 					}
 				}
@@ -435,12 +436,12 @@ func TestListLargestPage(t *testing.T) {
 			t.Fatal(err)
 		}
 		var p1 listing
-		e.do(t, "GET", fmt.Sprintf("/api/v1/docs?limit=%d", docstore.MaxListLimit), nil, "").want(t, http.StatusOK, &p1)
-		if len(p1.Docs) != docstore.MaxListLimit || p1.NextCursor == nil {
-			t.Fatalf("first page of %d: %d docs, next_cursor %v; want %d and a cursor", n, len(p1.Docs), p1.NextCursor, docstore.MaxListLimit)
+		e.do(t, "GET", fmt.Sprintf("/api/v1/docs?limit=%d", paging.MaxLimit), nil, "").want(t, http.StatusOK, &p1)
+		if len(p1.Docs) != paging.MaxLimit || p1.NextCursor == nil {
+			t.Fatalf("first page of %d: %d docs, next_cursor %v; want %d and a cursor", n, len(p1.Docs), p1.NextCursor, paging.MaxLimit)
 		}
 		var p2 listing
-		e.do(t, "GET", fmt.Sprintf("/api/v1/docs?limit=%d&cursor=%s", docstore.MaxListLimit, *p1.NextCursor), nil, "").want(t, http.StatusOK, &p2)
+		e.do(t, "GET", fmt.Sprintf("/api/v1/docs?limit=%d&cursor=%s", paging.MaxLimit, *p1.NextCursor), nil, "").want(t, http.StatusOK, &p2)
 		if len(p2.Docs) != 1 || p2.NextCursor != nil {
 			t.Fatalf("second page: %d docs, next_cursor %v; want 1 and none", len(p2.Docs), p2.NextCursor)
 		}
@@ -458,7 +459,7 @@ func TestDelete(t *testing.T) {
 		// A live peer in the document's room.
 		p := dialPeer(t, ctx, e.ts.URL, "peer-delete", c.ID)
 		p.request(ctx, hashes(t, c.Heads))
-		eventually(t, "the peer listed in live_peers", func() bool {
+		testwait.For(t, testwait.Default, "the peer listed in live_peers", func() bool {
 			return slices.Equal(e.meta(t, c.ID).LivePeers, []string{"peer-delete"})
 		})
 
@@ -518,7 +519,7 @@ func TestLiveSyncWithWebSocketPeers(t *testing.T) {
 			t.Fatal(err)
 		}
 		p.sendSync(ctx, wire.TypeSync)
-		eventually(t, "the server to store the peer's change", func() bool {
+		testwait.For(t, testwait.Default, "the server to store the peer's change", func() bool {
 			p.drain(ctx)
 			return slices.Contains(e.meta(t, c.ID).Heads, ph.String())
 		})
@@ -778,14 +779,6 @@ func normAllow(s string) string {
 	return strings.Join(ms, ",")
 }
 
-func headsHex(hs []automerge.ChangeHash) []string {
-	out := make([]string, len(hs))
-	for i, h := range hs {
-		out[i] = hex.EncodeToString(h[:])
-	}
-	return out
-}
-
 func hashes(t *testing.T, hs []string) []automerge.ChangeHash {
 	t.Helper()
 	out := make([]automerge.ChangeHash, len(hs))
@@ -819,7 +812,7 @@ func TestImportThenSyncSameActor(t *testing.T) {
 			t.Fatal(err)
 		}
 		p1.sendSync(ctx, wire.TypeSync)
-		eventually(t, "the first peer's change stored", func() bool {
+		testwait.For(t, testwait.Default, "the first peer's change stored", func() bool {
 			p1.drain(ctx)
 			return slices.Contains(e.meta(t, c.ID).Heads, h1.String())
 		})
@@ -849,7 +842,7 @@ func TestImportThenSyncSameActor(t *testing.T) {
 		}
 		p2 := dialPeerWith(t, ctx, e.ts.URL, "peer-two", c.ID, local)
 		p2.sendSync(ctx, wire.TypeSync)
-		eventually(t, "the second peer's change stored", func() bool {
+		testwait.For(t, testwait.Default, "the second peer's change stored", func() bool {
 			p2.drain(ctx)
 			return slices.Contains(e.meta(t, c.ID).Heads, h3.String())
 		})

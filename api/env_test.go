@@ -9,8 +9,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tandem-sync/tandem/api"
-	"github.com/tandem-sync/tandem/docstore"
+	"github.com/tandem-sync/tandem/docstore/postgres"
+	"github.com/tandem-sync/tandem/docstore/sqlite"
 	"github.com/tandem-sync/tandem/docstore/storetest"
+	"github.com/tandem-sync/tandem/metrics"
 	"github.com/tandem-sync/tandem/sync/hub"
 	"github.com/tandem-sync/tandem/sync/room"
 )
@@ -48,7 +50,7 @@ func forEachStore(t *testing.T, fn func(t *testing.T, sk storeKind)) {
 
 func openSQLite(t *testing.T) testStore {
 	t.Helper()
-	st, err := docstore.OpenSQLite(context.Background(), t.TempDir())
+	st, err := sqlite.Open(context.Background(), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +63,7 @@ func openPostgres(t *testing.T) testStore {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	st, err := docstore.OpenPostgres(ctx, storetest.NewPostgresDatabase(t))
+	st, err := postgres.Open(ctx, storetest.NewPostgresDatabase(t))
 	if err != nil {
 		t.Fatalf("open postgres store: %v", err)
 	}
@@ -85,7 +87,7 @@ func newEnv(t *testing.T, open func(t *testing.T) testStore, cfg api.Config, roo
 	t.Helper()
 	st := open(t)
 	reg := prometheus.NewRegistry()
-	metrics, err := api.NewMetrics(reg)
+	mets, err := metrics.New(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,12 +95,12 @@ func newEnv(t *testing.T, open func(t *testing.T) testStore, cfg api.Config, roo
 	if err != nil {
 		t.Fatal(err)
 	}
-	rcfg := room.Config{Metrics: metrics}
+	rcfg := room.Config{Metrics: mets}
 	for _, o := range roomOpts {
 		o(&rcfg)
 	}
 	rooms := room.NewRegistry(st, rcfg)
-	h := hub.New(rooms, hub.Config{PeerID: "tandem-test", StorageID: storageID, Metrics: metrics})
+	h := hub.New(rooms, hub.Config{PeerID: "tandem-test", StorageID: storageID, Metrics: mets})
 	cfg.Catalog = st
 	cfg.Access.Revocations = st // as cmd/tandem wires it
 	if cfg.Gatherer == nil {

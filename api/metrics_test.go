@@ -11,6 +11,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/tandem-sync/tandem/api"
+	"github.com/tandem-sync/tandem/internal/testwait"
 	"github.com/tandem-sync/tandem/sync/room"
 	"github.com/tandem-sync/tandem/sync/wire"
 )
@@ -63,7 +64,7 @@ func hasLabels(m *dto.Metric, labels []string) bool {
 // waitMetric polls until the metric satisfies cond.
 func waitMetric(t *testing.T, reg prometheus.Gatherer, what string, cond func(v float64) bool, name string, labels ...string) {
 	t.Helper()
-	eventually(t, what, func() bool { return cond(metric(t, reg, name, labels...)) })
+	testwait.For(t, testwait.Default, what, func() bool { return cond(metric(t, reg, name, labels...)) })
 }
 
 func TestMetrics(t *testing.T) {

@@ -16,9 +16,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/tandem-sync/tandem/api/webhook"
 	"github.com/tandem-sync/tandem/sync/hub"
 	"github.com/tandem-sync/tandem/sync/room"
+	"github.com/tandem-sync/tandem/webhook"
 )
 
 // Config tunes the HTTP surface. The zero value of each field selects its

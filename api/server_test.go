@@ -11,6 +11,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/tandem-sync/tandem/api"
+	"github.com/tandem-sync/tandem/internal/testwait"
 	"github.com/tandem-sync/tandem/sync/hub"
 	"github.com/tandem-sync/tandem/sync/wire"
 )
@@ -77,10 +78,10 @@ func TestWebSocketOnAnyPathAndDeadPeers(t *testing.T) {
 	if err := dead.Write(ctx, websocket.MessageBinary, join); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "both peers connected", func() bool { return h.Len() == 2 })
+	testwait.For(t, testwait.Default, "both peers connected", func() bool { return h.Len() == 2 })
 	// The dead peer is dropped after a pong timeout, several ping intervals
 	// in which the live peer must have stayed.
-	eventually(t, "the dead peer dropped", func() bool { return h.Len() == 1 })
+	testwait.For(t, testwait.Default, "the dead peer dropped", func() bool { return h.Len() == 1 })
 	select {
 	case <-live.Ended():
 		t.Fatal("the live peer was dropped too")

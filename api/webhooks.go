@@ -7,8 +7,8 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
-	"github.com/tandem-sync/tandem/api/webhook"
 	"github.com/tandem-sync/tandem/sync/wire"
+	"github.com/tandem-sync/tandem/webhook"
 )
 
 // delivery is one webhook event in the delivery log.
@@ -52,19 +52,15 @@ func (s *Server) listDeliveries(w http.ResponseWriter, r *http.Request) {
 		}
 		filter.DocID = id
 	}
-	limit := 100
-	if v := q.Get("limit"); v != "" {
-		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > webhook.MaxListLimit {
-			s.writeError(w, r, errorf(http.StatusBadRequest, "invalid_limit", "limit must be 1 to 1000"))
-			return
-		}
-	}
 	var after int64
-	if v := q.Get("cursor"); v != "" {
-		if after, err = strconv.ParseInt(v, 10, 64); err != nil || after < 0 {
-			s.writeError(w, r, errorf(http.StatusBadRequest, "invalid_cursor", "cursor is not a value from a previous page"))
-			return
-		}
+	limit, err := pageQuery(r, func(c string) error {
+		n, err := nonNegative(c)
+		after = int64(n)
+		return err
+	})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
 	}
 	events, err := s.cfg.Outbox.ListDeliveries(r.Context(), filter, after, limit+1)
 	if err != nil {

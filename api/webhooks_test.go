@@ -10,12 +10,12 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/tandem-sync/tandem/api"
-	"github.com/tandem-sync/tandem/docstore"
+	"github.com/tandem-sync/tandem/docstore/sqlite"
 )
 
 func openSQLiteWithOutbox(t *testing.T) testStore {
 	t.Helper()
-	st, err := docstore.OpenSQLite(context.Background(), t.TempDir(), docstore.WithOutbox(time.Hour))
+	st, err := sqlite.Open(context.Background(), t.TempDir(), sqlite.WithOutbox(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +28,7 @@ func TestDeliveryLog(t *testing.T) {
 	off.do(t, "GET", "/api/v1/webhooks/deliveries", nil, "").wantError(t, http.StatusNotFound, "webhooks_disabled")
 
 	st := openSQLiteWithOutbox(t)
-	e := newEnv(t, func(*testing.T) testStore { return st }, api.Config{Outbox: st.(*docstore.SQLite)})
+	e := newEnv(t, func(*testing.T) testStore { return st }, api.Config{Outbox: st.(*sqlite.Store)})
 	doc := e.create(t, `{"a": 1}`)
 
 	type deliveries struct {

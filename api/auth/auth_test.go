@@ -15,6 +15,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/tandem-sync/tandem/sync/hub"
 	"github.com/tandem-sync/tandem/sync/wire"
 )
 
@@ -140,7 +141,7 @@ func TestRoundTrip(t *testing.T) {
 			if !got.IssuedAt.Equal(now.Add(-time.Minute)) || !got.NotBefore.Equal(now.Add(-time.Minute)) {
 				t.Errorf("iat, nbf = %v, %v", got.IssuedAt, got.NotBefore)
 			}
-			if got.AccessTo(docA) != Write || got.AccessTo(docB) != Read {
+			if got.AccessTo(docA) != hub.AccessWrite || got.AccessTo(docB) != hub.AccessRead {
 				t.Errorf("AccessTo = %v, %v", got.AccessTo(docA), got.AccessTo(docB))
 			}
 		})
@@ -412,21 +413,21 @@ func TestAccessTo(t *testing.T) {
 		name   string
 		claims *Claims
 		doc    string
-		want   Access
+		want   hub.Access
 	}{
-		{"explicit read beats wildcard write", withWildcard, docA, Read},
-		{"explicit write", withWildcard, docB, Write},
-		{"explicit bogus value beats wildcard", withWildcard, docC, None},
-		{"wildcard write", withWildcard, other, Write},
-		{"explicit write beats wildcard read", readAll, docA, Write},
-		{"wildcard read", readAll, other, Read},
-		{"no wildcard, explicit read", noWildcard, docA, Read},
-		{"no wildcard, unlisted", noWildcard, other, None},
-		{"bogus wildcard", badWildcard, other, None},
-		{"no docs", &Claims{}, docA, None},
-		{"admin alone grants no document", &Claims{Admin: true}, docA, None},
-		{"nil claims", nil, docA, None},
-		{"empty ID", noWildcard, "", None},
+		{"explicit read beats wildcard write", withWildcard, docA, hub.AccessRead},
+		{"explicit write", withWildcard, docB, hub.AccessWrite},
+		{"explicit bogus value beats wildcard", withWildcard, docC, hub.AccessNone},
+		{"wildcard write", withWildcard, other, hub.AccessWrite},
+		{"explicit write beats wildcard read", readAll, docA, hub.AccessWrite},
+		{"wildcard read", readAll, other, hub.AccessRead},
+		{"no wildcard, explicit read", noWildcard, docA, hub.AccessRead},
+		{"no wildcard, unlisted", noWildcard, other, hub.AccessNone},
+		{"bogus wildcard", badWildcard, other, hub.AccessNone},
+		{"no docs", &Claims{}, docA, hub.AccessNone},
+		{"admin alone grants no document", &Claims{Admin: true}, docA, hub.AccessNone},
+		{"nil claims", nil, docA, hub.AccessNone},
+		{"empty ID", noWildcard, "", hub.AccessNone},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -440,16 +441,16 @@ func TestAccessTo(t *testing.T) {
 
 func TestAccess(t *testing.T) {
 	t.Parallel()
-	if !(None < Read && Read < Write) {
-		t.Errorf("Access levels are not ordered None < Read < Write")
+	if !(hub.AccessNone < hub.AccessRead && hub.AccessRead < hub.AccessWrite) {
+		t.Errorf("Access levels are not ordered hub.AccessNone < hub.AccessRead < Write")
 	}
 	tests := []struct {
 		s      string
-		want   Access
+		want   hub.Access
 		wantOK bool
 	}{
-		{"read", Read, true}, {"write", Write, true}, {"none", None, false},
-		{"READ", None, false}, {"", None, false}, {" read", None, false},
+		{"read", hub.AccessRead, true}, {"write", hub.AccessWrite, true}, {"none", hub.AccessNone, false},
+		{"READ", hub.AccessNone, false}, {"", hub.AccessNone, false}, {" read", hub.AccessNone, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.s, func(t *testing.T) {
@@ -463,8 +464,8 @@ func TestAccess(t *testing.T) {
 			}
 		})
 	}
-	if None.String() != "none" || Access(7).String() != "Access(7)" {
-		t.Errorf("String() = %q, %q", None.String(), Access(7).String())
+	if hub.AccessNone.String() != "none" || hub.Access(7).String() != "Access(7)" {
+		t.Errorf("String() = %q, %q", hub.AccessNone.String(), hub.Access(7).String())
 	}
 }
 
@@ -561,7 +562,7 @@ func TestDocumentedExample(t *testing.T) {
 			t.Fatalf("Verify: %v", err)
 		}
 		other := string(wire.NewDocID())
-		if c.AccessTo("4NMNnkMhL8jXrdJ9jamS58PAVdXu") != Write || c.AccessTo(other) != Read || c.Admin || c.Subject != "alice" {
+		if c.AccessTo("4NMNnkMhL8jXrdJ9jamS58PAVdXu") != hub.AccessWrite || c.AccessTo(other) != hub.AccessRead || c.Admin || c.Subject != "alice" {
 			t.Errorf("claims = %+v", c)
 		}
 	}

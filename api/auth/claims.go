@@ -7,47 +7,20 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/tandem-sync/tandem/sync/hub"
 	"github.com/tandem-sync/tandem/sync/wire"
 )
 
-// Access is a level of access to a document. Levels are ordered: Write implies
-// Read, so "may this peer read?" is a >= Read and "may it write?" is
-// a >= Write.
-type Access int
-
-const (
-	// None grants nothing: the document is neither readable nor writable.
-	None Access = iota
-	// Read lets a peer receive a document and its changes. Its own changes
-	// are never applied or stored.
-	Read
-	// Write lets a peer read a document and change it.
-	Write
-)
-
-// String returns "none", "read" or "write".
-func (a Access) String() string {
-	switch a {
-	case None:
-		return "none"
-	case Read:
-		return "read"
-	case Write:
-		return "write"
-	}
-	return fmt.Sprintf("Access(%d)", int(a))
-}
-
 // ParseAccess parses a docs claim value: "read" or "write" (exactly; no other
 // spelling). ok is false for anything else.
-func ParseAccess(s string) (a Access, ok bool) {
+func ParseAccess(s string) (a hub.Access, ok bool) {
 	switch s {
 	case "read":
-		return Read, true
+		return hub.AccessRead, true
 	case "write":
-		return Write, true
+		return hub.AccessWrite, true
 	}
-	return None, false
+	return hub.AccessNone, false
 }
 
 // Wildcard is the docs claim key that stands for every document.
@@ -70,11 +43,11 @@ type Claims struct {
 // AccessTo returns the access the claims grant to the document docID, a bare
 // document ID as wire.ParseDocID returns it. An entry for docID itself takes
 // precedence over the "*" entry, whether it grants more or less; an entry
-// whose value is not "read" or "write" grants None. A nil *Claims grants
-// None.
-func (c *Claims) AccessTo(docID string) Access {
+// whose value is not "read" or "write" grants hub.AccessNone. A nil *Claims
+// grants hub.AccessNone.
+func (c *Claims) AccessTo(docID string) hub.Access {
 	if c == nil {
-		return None
+		return hub.AccessNone
 	}
 	v, ok := c.Docs[docID]
 	if !ok {

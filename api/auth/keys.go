@@ -106,3 +106,19 @@ func decodeBase64(s string) ([]byte, error) {
 	}
 	return nil, err
 }
+
+// MarshalEd25519 encodes an Ed25519 key pair as PEM: the private key as
+// PKCS#8 ("PRIVATE KEY", what ParseEd25519PrivateKey reads) and the public
+// key as PKIX ("PUBLIC KEY", what ParseEd25519PublicKey reads).
+func MarshalEd25519(priv ed25519.PrivateKey, pub ed25519.PublicKey) (privPEM, pubPEM string, err error) {
+	privDER, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return "", "", fmt.Errorf("auth: encode private key: %w", err)
+	}
+	pubDER, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return "", "", fmt.Errorf("auth: encode public key: %w", err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: privDER})),
+		string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})), nil
+}

@@ -14,8 +14,8 @@ import (
 // of the time: no exp, or a malformed docs claim. It sets no claim itself;
 // the caller fills in exp, iat, jti and so on.
 func MintHS256(secret []byte, c Claims) (string, error) {
-	if len(secret) < MinSecretLen {
-		return "", fmt.Errorf("auth: token secret is %d bytes; it must be at least %d", len(secret), MinSecretLen)
+	if err := checkSecret(secret); err != nil {
+		return "", err
 	}
 	return mint(jwt.SigningMethodHS256, secret, &c)
 }

@@ -29,6 +29,15 @@ const MaxTokenLen = 16 << 10
 // §3.2: at least the size of the hash output).
 const MinSecretLen = 32
 
+// checkSecret refuses an HS256 secret shorter than MinSecretLen, for
+// verifying and minting alike.
+func checkSecret(secret []byte) error {
+	if len(secret) < MinSecretLen {
+		return fmt.Errorf("auth: token secret is %d bytes; it must be at least %d", len(secret), MinSecretLen)
+	}
+	return nil
+}
+
 // Algorithm names, as they appear in a token's "alg" header.
 const (
 	AlgHS256 = "HS256"
@@ -67,8 +76,8 @@ type Verifier struct {
 func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	v := &Verifier{}
 	if len(cfg.Secret) > 0 {
-		if len(cfg.Secret) < MinSecretLen {
-			return nil, fmt.Errorf("auth: token secret is %d bytes; it must be at least %d", len(cfg.Secret), MinSecretLen)
+		if err := checkSecret(cfg.Secret); err != nil {
+			return nil, err
 		}
 		v.secret = slices.Clone(cfg.Secret)
 		v.algs = append(v.algs, AlgHS256)

@@ -10,6 +10,16 @@ import (
 	"github.com/tandem-sync/tandem/sync/wire"
 )
 
+// FormatHeads returns heads as 64-digit hex strings, the form the API
+// answers with and ParseHeads accepts.
+func FormatHeads(hs []automerge.ChangeHash) []string {
+	out := make([]string, len(hs))
+	for i, h := range hs {
+		out[i] = hex.EncodeToString(h[:])
+	}
+	return out
+}
+
 // ParseHeads parses a list of change hashes such as a "heads" query
 // parameter. Heads are separated by "," or "|" (automerge-repo URLs write
 // automerge:<id>#<head>|<head>); spaces around each head are ignored. Each
@@ -25,7 +35,7 @@ func ParseHeads(s string) ([]automerge.ChangeHash, error) {
 	}
 	parts := strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == '|' })
 	if n := strings.Count(s, ",") + strings.Count(s, "|") + 1; n != len(parts) {
-		return nil, fmt.Errorf("docjson: %w: empty head in %q", ErrBadHeads, truncate(s))
+		return nil, fmt.Errorf("docjson: %w: empty head in %q", ErrBadHeads, wire.Excerpt(s))
 	}
 	if len(parts) > MaxHeads {
 		return nil, fmt.Errorf("docjson: %w: %d heads, at most %d allowed", ErrBadHeads, len(parts), MaxHeads)
@@ -36,7 +46,7 @@ func ParseHeads(s string) ([]automerge.ChangeHash, error) {
 		p = strings.TrimSpace(p)
 		h, err := parseHead(p)
 		if err != nil {
-			return nil, fmt.Errorf("docjson: %w: head %q: %v", ErrBadHeads, truncate(p), err)
+			return nil, fmt.Errorf("docjson: %w: head %q: %v", ErrBadHeads, wire.Excerpt(p), err)
 		}
 		if !seen[h] {
 			seen[h] = true
@@ -68,11 +78,4 @@ func parseHead(s string) (automerge.ChangeHash, error) {
 	}
 	copy(h[:], payload)
 	return h, nil
-}
-
-func truncate(s string) string {
-	if len(s) > 80 {
-		return s[:80] + "…"
-	}
-	return s
 }

@@ -17,8 +17,6 @@ import (
 // Every setting is a flag --name and an environment variable TANDEM_NAME;
 // the flag wins. The README's configuration table lists them.
 type Config struct {
-	// Migrate is set by the "migrate" subcommand: apply migrations and exit.
-	Migrate         bool
 	Addr            string
 	DataDir         string
 	DatabaseURL     string
@@ -43,8 +41,9 @@ type Config struct {
 	DrainTimeout    time.Duration
 }
 
-// parseConfig reads flags (args) over environment variables (getenv).
-func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+// parseConfig reads the flags of command (serve or migrate) from args, over
+// environment variables (getenv).
+func parseConfig(command string, args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
 	env := func(name, def string) string {
 		if v := getenv("TANDEM_" + name); v != "" {
 			return v
@@ -57,13 +56,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	}
 
 	var c Config
-	if len(args) > 0 && args[0] == "migrate" {
-		c.Migrate, args = true, args[1:]
-	}
 	var logLevel string
-	fs := flag.NewFlagSet("tandem", flag.ContinueOnError)
+	fs := flag.NewFlagSet("tandem "+command, flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: tandem [migrate] [flags]\n       tandem token [flags]\n\n  tandem          run the server\n  tandem migrate  apply database migrations and exit\n  tandem token    mint an access token (tandem token -h)\n\nflags:")
+		fmt.Fprintln(fs.Output(), "usage: tandem [serve|migrate] [flags]\n       tandem token [flags]\n\n  tandem [serve]  run the server\n  tandem migrate  apply database migrations and exit\n  tandem token    mint an access token (tandem token -h)\n\nflags:")
 		fs.PrintDefaults()
 	}
 	fs.SetOutput(stderr)

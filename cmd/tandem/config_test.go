@@ -38,7 +38,7 @@ func TestParseConfig(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			c, err := parseConfig(tt.args, func(k string) string { return tt.env[k] }, io.Discard)
+			c, err := parseConfig("serve", tt.args, func(k string) string { return tt.env[k] }, io.Discard)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("error %v, want one containing %q", err, tt.wantErr)

@@ -2,36 +2,24 @@
 //
 // With no configuration it serves automerge-repo clients on
 // ws://127.0.0.1:3030 and keeps documents in ./tandem-data. See the README
-// for every setting.
+// for every setting. Its subcommands, one file each:
+//
+//	tandem [serve] [flags]   run the server (serve.go)
+//	tandem migrate [flags]   apply the store's migrations and exit (migrate.go)
+//	tandem token [flags]     mint an access token (token.go)
 package main
 
 import (
 	"context"
-	"crypto/ed25519"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-
-	"github.com/tandem-sync/tandem/api"
-	"github.com/tandem-sync/tandem/api/auth"
-	"github.com/tandem-sync/tandem/api/webhook"
-	"github.com/tandem-sync/tandem/docstore"
-	"github.com/tandem-sync/tandem/sync/core"
-	"github.com/tandem-sync/tandem/sync/hub"
-	"github.com/tandem-sync/tandem/sync/room"
-	"github.com/tandem-sync/tandem/sync/wire"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -48,257 +36,41 @@ func main() {
 		fmt.Fprintln(os.Stderr, "tandem: second signal, exiting now")
 		os.Exit(2)
 	}()
-	if len(os.Args) > 1 && os.Args[1] == "token" {
-		err := auth.RunTokenCommand(os.Args[2:], os.Getenv, os.Stdout, os.Stderr)
-		if err != nil && !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		return
-	}
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "tandem:", err)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
-	cfg, err := parseConfig(args, getenv, stderr)
-	if err != nil {
-		return err
+// run dispatches to a subcommand: the first argument names it, and
+// without one (or when it is a flag) the server runs. Its errors say which
+// command failed ("tandem: …", "tandem token: …").
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	command := "serve"
+	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
+		command, args = args[0], args[1:]
 	}
-	log := newLogger(cfg, stderr)
-
-	if cfg.Migrate {
-		return migrate(ctx, cfg, log)
-	}
-	store, err := openStore(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	storageID, err := store.StorageID(ctx)
-	if err != nil {
-		return fmt.Errorf("storage ID: %w", err)
-	}
-
-	promReg := prometheus.NewRegistry()
-	promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics, err := api.NewMetrics(promReg)
-	if err != nil {
-		return fmt.Errorf("metrics: %w", err)
-	}
-
-	rooms := room.NewRegistry(store, room.Config{
-		IdleTimeout:    cfg.IdleTimeout,
-		CompactChanges: cfg.CompactChanges,
-		DrainTimeout:   cfg.DrainTimeout,
-		Logger:         log,
-		Metrics:        metrics,
-	})
-	h := hub.New(rooms, hub.Config{
-		PeerID:    wire.PeerID(cfg.PeerID),
-		StorageID: storageID,
-		QueueSize: cfg.QueueSize,
-		Logger:    log,
-		Metrics:   metrics,
-	})
-	access, err := accessConfig(cfg, store)
-	if err != nil {
-		return err
-	}
-	var outbox webhook.Outbox
-	senderCtx, stopSender := context.WithCancel(context.WithoutCancel(ctx))
-	senderDone := make(chan struct{})
-	if len(cfg.WebhookURLs) > 0 {
-		outbox = store
-		sender := webhook.NewSender(webhook.Config{
-			Outbox:    store,
-			Endpoints: cfg.WebhookURLs,
-			Secret:    []byte(cfg.WebhookSecret),
-			Heads:     docHeads(rooms),
-			Logger:    log,
-		})
-		go func() {
-			defer close(senderDone)
-			sender.Run(senderCtx)
-		}()
-		log.Info("webhooks on", "endpoints", len(cfg.WebhookURLs), "debounce", cfg.WebhookDebounce)
-	} else {
-		close(senderDone)
-	}
-	defer func() {
-		stopSender()
-		<-senderDone
-	}()
-	srv := api.NewServer(h, rooms, api.Config{
-		Access:        access,
-		Outbox:        outbox,
-		MaxFrameBytes: cfg.MaxFrameBytes,
-		PingInterval:  cfg.PingInterval,
-		PongTimeout:   cfg.PongTimeout,
-		StorePing:     storePing(store),
-		Catalog:       store,
-		Gatherer:      promReg,
-		Version:       version,
-		Logger:        log,
-	})
-
-	// Listen only now that the store and storage ID are ready, so that no
-	// client can connect to a server that cannot answer it yet.
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	httpSrv := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- httpSrv.Serve(ln) }()
-	log.Info("listening", "addr", ln.Addr().String(), "store", storeName(cfg), "peer_id", cfg.PeerID,
-		"storage_id", storageID, "version", version)
-	switch {
-	case access.Verifier == nil && cfg.AllowAnonymous:
-		log.Warn("anonymous access: any client that can reach this address can read and write every document, and use the REST API unless --admin-key is set")
-	case access.Verifier == nil:
-		log.Info("anonymous access on loopback only: clients need no token", "rest_api_protected", access.AdminKey != "")
-	case cfg.AllowAnonymous:
-		log.Warn("access tokens accepted, and clients without a token get full access (--allow-anonymous)")
-	default:
-		log.Info("access tokens required", "algorithms", access.Verifier.Algorithms())
-	}
-
-	select {
-	case err := <-serveErr:
-		return fmt.Errorf("http server: %w", err)
-	case <-ctx.Done():
-	}
-
-	log.Info("shutting down: draining rooms and closing peers")
-	drainCtx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
-	defer cancel()
-	srv.SetDraining()
-	if err := httpSrv.Shutdown(drainCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		log.Warn("http shutdown", "err", err)
-	}
-	h.Close()
-	if err := rooms.Close(drainCtx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
-	}
-	log.Info("stopped")
-	return nil
-}
-
-// docHeads gives the webhook sender a document's current heads, read in
-// its room.
-func docHeads(rooms *room.Registry) func(context.Context, wire.DocID) ([]string, error) {
-	return func(ctx context.Context, id wire.DocID) ([]string, error) {
-		var heads []string
-		err := rooms.Do(ctx, id, func(doc *core.Doc, _ bool) error {
-			for _, h := range doc.Heads() {
-				heads = append(heads, hex.EncodeToString(h[:]))
+	switch command {
+	case "token":
+		return tokenCommand(args, getenv, stdout, stderr, time.Now)
+	case "serve", "migrate":
+		cfg, err := parseConfig(command, args, getenv, stderr)
+		if err == nil {
+			log := newLogger(cfg, stderr)
+			if command == "migrate" {
+				err = migrate(ctx, cfg, log)
+			} else {
+				err = serve(ctx, cfg, log)
 			}
-			return nil
-		})
-		return heads, err
-	}
-}
-
-// accessConfig builds the access rules from the configuration.
-func accessConfig(cfg Config, st store) (api.AccessConfig, error) {
-	a := api.AccessConfig{
-		AdminKey:       cfg.AdminKey,
-		AllowAnonymous: cfg.AllowAnonymous,
-		MetricsAuth:    cfg.MetricsAuth,
-		AllowedOrigins: cfg.AllowedOrigins,
-		Revocations:    st,
-	}
-	if cfg.TokenSecret == "" && cfg.TokenPublicKey == "" {
-		return a, nil
-	}
-	vc := auth.VerifierConfig{Secret: []byte(cfg.TokenSecret), Leeway: 30 * time.Second}
-	if cfg.TokenPublicKey != "" {
-		key, err := auth.ParseEd25519PublicKey(cfg.TokenPublicKey)
-		if err != nil {
-			return a, fmt.Errorf("--token-public-key: %w", err)
 		}
-		vc.PublicKeys = []ed25519.PublicKey{key}
-	}
-	if cfg.TokenSecret == "" {
-		vc.Secret = nil
-	}
-	v, err := auth.NewVerifier(vc)
-	if err != nil {
-		return a, fmt.Errorf("access tokens: %w", err)
-	}
-	a.Verifier = v
-	return a, nil
-}
-
-// store is what the binary needs of a document store: what rooms use and
-// what the REST API lists. Both docstore stores are one.
-type store interface {
-	room.Store
-	api.Catalog
-	api.Revocations
-	webhook.Outbox
-}
-
-// openStore opens Postgres when a database URL is configured, and the
-// embedded SQLite store otherwise. Both apply their migrations first.
-func openStore(ctx context.Context, cfg Config, log *slog.Logger) (store, error) {
-	webhooks := len(cfg.WebhookURLs) > 0
-	if cfg.DatabaseURL != "" {
-		var opts []docstore.PostgresOption
-		if webhooks {
-			opts = append(opts, docstore.WithPostgresOutbox(cfg.WebhookDebounce))
+		if err != nil && !errors.Is(err, flag.ErrHelp) {
+			return fmt.Errorf("tandem: %w", err)
 		}
-		st, err := docstore.OpenPostgres(ctx, cfg.DatabaseURL, opts...)
-		if err != nil {
-			return nil, fmt.Errorf("open postgres store: %w", err)
-		}
-		return st, nil
+		return err
+	default:
+		return fmt.Errorf("tandem: unknown command %q (want serve, migrate or token; see tandem -h)", command)
 	}
-	var opts []docstore.SQLiteOption
-	if webhooks {
-		opts = append(opts, docstore.WithOutbox(cfg.WebhookDebounce))
-	}
-	st, err := docstore.OpenSQLite(ctx, cfg.DataDir, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("open sqlite store in %s: %w", cfg.DataDir, err)
-	}
-	return st, nil
-}
-
-func migrate(ctx context.Context, cfg Config, log *slog.Logger) error {
-	if cfg.DatabaseURL != "" {
-		if err := docstore.MigratePostgres(ctx, cfg.DatabaseURL); err != nil {
-			return fmt.Errorf("migrate: %w", err)
-		}
-	} else {
-		st, err := docstore.OpenSQLite(ctx, cfg.DataDir) // opening migrates
-		if err != nil {
-			return fmt.Errorf("migrate: %w", err)
-		}
-		if err := st.Close(); err != nil {
-			return fmt.Errorf("migrate: %w", err)
-		}
-	}
-	log.Info("migrations applied", "store", storeName(cfg))
-	return nil
-}
-
-func storeName(cfg Config) string {
-	if cfg.DatabaseURL != "" {
-		return "postgres"
-	}
-	return "sqlite:" + cfg.DataDir
-}
-
-// storePing returns the store's Ping for /readyz, if it has one.
-func storePing(st room.Store) func(context.Context) error {
-	if p, ok := st.(interface{ Ping(context.Context) error }); ok {
-		return p.Ping
-	}
-	return nil
 }
 
 func newLogger(cfg Config, w io.Writer) *slog.Logger {

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tandem-sync/tandem/internal/testwait"
 )
 
 // privatePostgres is a PostgreSQL server of the test's own, started from the
@@ -99,22 +101,11 @@ func (pg *privatePostgres) stop() {
 	pg.run("pg_ctl", "-D", pg.data(), "-m", "immediate", "-w", "stop")
 }
 
-func waitUntil(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func TestPostgresOutage(t *testing.T) {
 	t.Parallel()
 	pg := startPrivatePostgres(t)
 	s := startServer(t, nil, "--database-url", pg.url())
-	waitUntil(t, "readyz 200", 10*time.Second, func() bool { return s.readyz() == 200 })
+	testwait.For(t, 10*time.Second, "readyz 200", func() bool { return s.readyz() == 200 })
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -132,7 +123,7 @@ func TestPostgresOutage(t *testing.T) {
 		}
 		return n
 	}
-	waitUntil(t, "writes before the outage", 20*time.Second, func() bool {
+	testwait.For(t, 20*time.Second, "writes before the outage", func() bool {
 		for _, a := range acked() {
 			if a < 10 {
 				return false
@@ -143,7 +134,7 @@ func TestPostgresOutage(t *testing.T) {
 
 	pg.stop()
 	sessionsBefore := sessions()
-	waitUntil(t, "readyz 503 during the outage", 15*time.Second, func() bool { return s.readyz() == 503 })
+	testwait.For(t, 15*time.Second, "readyz 503 during the outage", func() bool { return s.readyz() == 503 })
 	time.Sleep(500 * time.Millisecond) // commits that raced the stop are advertised by now
 	during := acked()
 	time.Sleep(1500 * time.Millisecond)
@@ -157,13 +148,13 @@ func TestPostgresOutage(t *testing.T) {
 	}
 
 	pg.start()
-	waitUntil(t, "readyz 200 after the outage", 30*time.Second, func() bool { return s.readyz() == 200 })
+	testwait.For(t, 30*time.Second, "readyz 200 after the outage", func() bool { return s.readyz() == 200 })
 	defer func() {
 		if t.Failed() {
 			t.Log(s.logs())
 		}
 	}()
-	waitUntil(t, "changes held during the outage to be advertised", 30*time.Second, func() bool {
+	testwait.For(t, 30*time.Second, "changes held during the outage to be advertised", func() bool {
 		now := acked()
 		for i := range now {
 			if now[i] <= during[i] {

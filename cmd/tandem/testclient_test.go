@@ -20,7 +20,7 @@ import (
 
 	"github.com/automerge/automerge-go"
 
-	"github.com/tandem-sync/tandem/api/wstest"
+	"github.com/tandem-sync/tandem/internal/wstest"
 	"github.com/tandem-sync/tandem/sync/wire"
 )
 

@@ -11,7 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tandem-sync/tandem/api/webhook"
+	"github.com/tandem-sync/tandem/internal/testwait"
+	"github.com/tandem-sync/tandem/webhook"
 )
 
 // receiver is a webhook endpoint that checks signatures, records every
@@ -108,7 +109,7 @@ func TestWebhooksAtLeastOnceAcrossKill(t *testing.T) {
 	s.kill()
 	s.restart()
 
-	waitUntil(t, "every event delivered", 60*time.Second, func() bool {
+	testwait.For(t, 60*time.Second, "every event delivered", func() bool {
 		for i, id := range docs {
 			if rc.count(id, "document.created") < 1 {
 				return false

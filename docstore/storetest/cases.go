@@ -7,7 +7,9 @@ import (
 	"regexp"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/tandem-sync/tandem/sync/core"
 	"github.com/tandem-sync/tandem/sync/room"
 	"github.com/tandem-sync/tandem/sync/wire"
 )
@@ -75,12 +77,12 @@ func testAppendLoad(t *testing.T, s room.Store) {
 func testDuplicates(t *testing.T, s room.Store) {
 	id := wire.NewDocID()
 	c := NewChanges(3, 64)
-	seq1 := appendOK(t, s, id, []room.Change{c[0], c[1], c[0], c[1]})
-	seq2 := appendOK(t, s, id, []room.Change{c[1], c[0]})
+	seq1 := appendOK(t, s, id, []core.Change{c[0], c[1], c[0], c[1]})
+	seq2 := appendOK(t, s, id, []core.Change{c[1], c[0]})
 	if seq2 != seq1 {
 		t.Errorf("Append of logged changes moved the seq from %d to %d", seq1, seq2)
 	}
-	seq3 := appendOK(t, s, id, []room.Change{c[1], c[2], c[2]})
+	seq3 := appendOK(t, s, id, []core.Change{c[1], c[2], c[2]})
 	if seq3 <= seq1 {
 		t.Errorf("Append of one new change returned seq %d, not after %d", seq3, seq1)
 	}
@@ -94,7 +96,7 @@ func testDuplicates(t *testing.T, s room.Store) {
 func testAppendEmpty(t *testing.T, s room.Store) {
 	ctx := context.Background()
 	id := wire.NewDocID()
-	for _, empty := range [][]room.Change{nil, {}} {
+	for _, empty := range [][]core.Change{nil, {}} {
 		seq, err := s.Append(ctx, id, empty)
 		if err != nil || seq != 0 {
 			t.Errorf("Append(unknown, %#v) = %d, %v; want 0, nil", empty, seq, err)
@@ -115,7 +117,7 @@ func testCompact(t *testing.T, s room.Store) {
 	c := NewChanges(6, 200)
 	var seqs []int64
 	for _, ch := range c[:3] {
-		seqs = append(seqs, appendOK(t, s, id, []room.Change{ch}))
+		seqs = append(seqs, appendOK(t, s, id, []core.Change{ch}))
 	}
 	// Compact through the second change: the third stays.
 	snap1, heads1 := RandomBytes(5000), NewHeads(2)
@@ -228,7 +230,7 @@ func testIsolation(t *testing.T, s room.Store) {
 		t.Errorf("b's seq went from %d to %d", lastB, lastB2)
 	}
 	wantChanges(t, load(t, s, a), shared...)
-	wantChanges(t, load(t, s, b), append(append([]room.Change(nil), shared...), onlyB...)...)
+	wantChanges(t, load(t, s, b), append(append([]core.Change(nil), shared...), onlyB...)...)
 
 	last := appendOK(t, s, a, nil)
 	compactOK(t, s, a, RandomBytes(100), NewHeads(1), last)
@@ -236,18 +238,18 @@ func testIsolation(t *testing.T, s room.Store) {
 	if docB.Snapshot != nil {
 		t.Error("compacting a gave b a snapshot")
 	}
-	wantChanges(t, docB, append(append([]room.Change(nil), shared...), onlyB...)...)
+	wantChanges(t, docB, append(append([]core.Change(nil), shared...), onlyB...)...)
 
 	if err := s.Delete(ctx, a); err != nil {
 		t.Fatal(err)
 	}
-	wantChanges(t, load(t, s, b), append(append([]room.Change(nil), shared...), onlyB...)...)
+	wantChanges(t, load(t, s, b), append(append([]core.Change(nil), shared...), onlyB...)...)
 }
 
 func testConcurrentAppends(t *testing.T, s room.Store) {
 	const docs, perDoc = 20, 10
 	ids := make([]wire.DocID, docs)
-	want := make([][]room.Change, docs)
+	want := make([][]core.Change, docs)
 	var wg sync.WaitGroup
 	for i := range ids {
 		ids[i] = wire.NewDocID()
@@ -290,7 +292,7 @@ func testLargeValues(t *testing.T, s room.Store) {
 func testNoAliasing(t *testing.T, s room.Store) {
 	id := wire.NewDocID()
 	c := NewChanges(2, 100)
-	in := []room.Change{{Hash: c[0].Hash, Data: bytes.Clone(c[0].Data)}, {Hash: c[1].Hash, Data: bytes.Clone(c[1].Data)}}
+	in := []core.Change{{Hash: c[0].Hash, Data: bytes.Clone(c[0].Data)}, {Hash: c[1].Hash, Data: bytes.Clone(c[1].Data)}}
 	last := appendOK(t, s, id, in)
 	for i := range in {
 		in[i].Data[0] ^= 0xff // mutate the caller's buffers after Append
@@ -299,7 +301,7 @@ func testNoAliasing(t *testing.T, s room.Store) {
 	wantChanges(t, load(t, s, id), c...)
 
 	snap, heads := RandomBytes(1000), NewHeads(2)
-	snapIn, headsIn := bytes.Clone(snap), append([]room.Hash(nil), heads...)
+	snapIn, headsIn := bytes.Clone(snap), append([]core.Hash(nil), heads...)
 	compactOK(t, s, id, snapIn, headsIn, last-1)
 	snapIn[0] ^= 0xff
 	headsIn[0][0] ^= 0xff
@@ -363,4 +365,53 @@ func testReopen(t *testing.T, h Harness) {
 		t.Errorf("Append after reopen returned seq %d, want > %d", seq, doc.LastSeq)
 	}
 	wantChanges(t, load(t, s, a), c[2], c[3], more[0])
+}
+
+// statter is the part of the API's catalog that testStat checks; both
+// stores implement it.
+type statter interface {
+	Stat(ctx context.Context, id wire.DocID) (room.DocStat, error)
+}
+
+// testStat checks a document's description through appends, duplicates
+// and compactions: Changes counts its whole history, compacted or not.
+func testStat(t *testing.T, s room.Store) {
+	st, ok := s.(statter)
+	if !ok {
+		t.Skip("the store has no Stat")
+	}
+	ctx := context.Background()
+	id := wire.NewDocID()
+	if _, err := st.Stat(ctx, id); !errors.Is(err, room.ErrNotFound) {
+		t.Fatalf("Stat(unknown) error = %v, want room.ErrNotFound", err)
+	}
+	var prev room.DocStat
+	check := func(what string, want room.DocStat) {
+		t.Helper()
+		got, err := st.Stat(ctx, id)
+		if err != nil {
+			t.Fatalf("Stat %s: %v", what, err)
+		}
+		if got.CreatedAt.IsZero() || got.UpdatedAt.Before(got.CreatedAt) || got.UpdatedAt.Before(prev.UpdatedAt) ||
+			(!prev.CreatedAt.IsZero() && !got.CreatedAt.Equal(prev.CreatedAt)) {
+			t.Errorf("Stat %s: created %v, updated %v (before: %v, %v)", what, got.CreatedAt, got.UpdatedAt, prev.CreatedAt, prev.UpdatedAt)
+		}
+		prev = got
+		got.CreatedAt, got.UpdatedAt = time.Time{}, time.Time{}
+		want.ID = id
+		if got != want {
+			t.Errorf("Stat %s = %+v;\nwant %+v", what, got, want)
+		}
+	}
+	changes := NewChanges(3, 100)
+	last := appendOK(t, s, id, append(changes, changes[0]))
+	check("after Append", room.DocStat{Size: 300, Changes: 3})
+	appendOK(t, s, id, changes[1:])
+	check("after a duplicate Append", room.DocStat{Size: 300, Changes: 3})
+	compactOK(t, s, id, make([]byte, 50), NewHeads(1), last-1)
+	check("after Compact", room.DocStat{Size: 150, SnapshotSize: 50, Changes: 3})
+	last = appendOK(t, s, id, NewChanges(1, 7))
+	check("after Append", room.DocStat{Size: 157, SnapshotSize: 50, Changes: 4})
+	compactOK(t, s, id, make([]byte, 20), nil, last)
+	check("after a full Compact", room.DocStat{Size: 20, SnapshotSize: 20, Changes: 4})
 }

@@ -7,9 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tandem-sync/tandem/api/webhook"
+	"github.com/tandem-sync/tandem/sync/core"
 	"github.com/tandem-sync/tandem/sync/room"
 	"github.com/tandem-sync/tandem/sync/wire"
+	"github.com/tandem-sync/tandem/webhook"
 )
 
 // OutboxStore is a store with an outbox.
@@ -196,7 +197,7 @@ func testOutboxDebounce(t *testing.T, s OutboxStore, c *Clock) {
 	// Appends that only repeat logged changes are no change.
 	markDelivered(t, s, c.Now(), first)
 	doc := load(t, s, id)
-	appendOK(t, s, id, []room.Change{{Hash: hashOf(doc.Changes[0]), Data: doc.Changes[0]}})
+	appendOK(t, s, id, []core.Change{{Hash: hashOf(doc.Changes[0]), Data: doc.Changes[0]}})
 	wantKinds(t, docEvents(t, s, id), webhook.Created, webhook.Changed)
 
 	// After a delivery, the next append makes a new event.

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/tandem-sync/tandem/sync/core"
 	"github.com/tandem-sync/tandem/sync/room"
 	"github.com/tandem-sync/tandem/sync/wire"
 )
@@ -50,6 +51,7 @@ func Run(t *testing.T, h Harness) {
 		{"LargeValues", testLargeValues},
 		{"NoAliasing", testNoAliasing},
 		{"CanceledContext", testCanceledContext},
+		{"Stat", testStat},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -81,8 +83,8 @@ func RandomBytes(n int) []byte {
 
 // NewChanges returns n changes of size random bytes each, hashed with
 // SHA-256 (stores do not interpret either).
-func NewChanges(n, size int) []room.Change {
-	out := make([]room.Change, n)
+func NewChanges(n, size int) []core.Change {
+	out := make([]core.Change, n)
 	for i := range out {
 		out[i].Data = RandomBytes(size)
 		out[i].Hash = sha256.Sum256(out[i].Data)
@@ -91,8 +93,8 @@ func NewChanges(n, size int) []room.Change {
 }
 
 // NewHeads returns n random hashes.
-func NewHeads(n int) []room.Hash {
-	out := make([]room.Hash, n)
+func NewHeads(n int) []core.Hash {
+	out := make([]core.Hash, n)
 	for i := range out {
 		copy(out[i][:], RandomBytes(len(out[i])))
 	}
@@ -108,7 +110,7 @@ func storageID(t *testing.T, s room.Store) string {
 	return id
 }
 
-func appendOK(t *testing.T, s room.Store, id wire.DocID, changes []room.Change) int64 {
+func appendOK(t *testing.T, s room.Store, id wire.DocID, changes []core.Change) int64 {
 	t.Helper()
 	seq, err := s.Append(context.Background(), id, changes)
 	if err != nil {
@@ -117,7 +119,7 @@ func appendOK(t *testing.T, s room.Store, id wire.DocID, changes []room.Change) 
 	return seq
 }
 
-func compactOK(t *testing.T, s room.Store, id wire.DocID, snap []byte, heads []room.Hash, through int64) {
+func compactOK(t *testing.T, s room.Store, id wire.DocID, snap []byte, heads []core.Hash, through int64) {
 	t.Helper()
 	if err := s.Compact(context.Background(), id, snap, heads, through); err != nil {
 		t.Fatalf("Compact(through %d): %v", through, err)
@@ -133,7 +135,7 @@ func load(t *testing.T, s room.Store, id wire.DocID) room.StoredDoc {
 	return doc
 }
 
-func wantChanges(t *testing.T, doc room.StoredDoc, want ...room.Change) {
+func wantChanges(t *testing.T, doc room.StoredDoc, want ...core.Change) {
 	t.Helper()
 	if len(doc.Changes) != len(want) {
 		t.Fatalf("Load returned %d changes, want %d", len(doc.Changes), len(want))
@@ -145,7 +147,7 @@ func wantChanges(t *testing.T, doc room.StoredDoc, want ...room.Change) {
 	}
 }
 
-func wantSnapshot(t *testing.T, doc room.StoredDoc, snap []byte, heads []room.Hash) {
+func wantSnapshot(t *testing.T, doc room.StoredDoc, snap []byte, heads []core.Hash) {
 	t.Helper()
 	if !bytes.Equal(doc.Snapshot, snap) {
 		t.Fatalf("snapshot differs: %s", describe(doc.Snapshot, snap))
@@ -166,4 +168,4 @@ func describe(got, want []byte) string {
 }
 
 // hashOf returns the hash NewChanges gives a change with data b.
-func hashOf(b []byte) room.Hash { return sha256.Sum256(b) }
+func hashOf(b []byte) core.Hash { return sha256.Sum256(b) }

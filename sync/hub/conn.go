@@ -249,7 +249,7 @@ func (c *Conn) handle(ctx context.Context, msg wire.Message) error {
 	case wire.TypeSync, wire.TypeRequest:
 		id, err := wire.ParseDocID(string(msg.DocumentID))
 		if err != nil {
-			c.sendError(fmt.Sprintf("%s for document %q: %v", msg.Type, truncate(string(msg.DocumentID), 80), err))
+			c.sendError(fmt.Sprintf("%s for document %q: %v", msg.Type, wire.Excerpt(string(msg.DocumentID)), err))
 			return nil
 		}
 		msg.DocumentID = id
@@ -305,7 +305,7 @@ func (c *Conn) join(msg wire.Message) error {
 func (c *Conn) relay(msg wire.Message) {
 	id, err := wire.ParseDocID(string(msg.DocumentID))
 	if err != nil {
-		c.sendError(fmt.Sprintf("ephemeral for document %q: %v", truncate(string(msg.DocumentID), 80), err))
+		c.sendError(fmt.Sprintf("ephemeral for document %q: %v", wire.Excerpt(string(msg.DocumentID)), err))
 		return
 	}
 	msg.DocumentID = id
@@ -340,13 +340,6 @@ func metricType(t string) string {
 		return "malformed"
 	}
 	return "other"
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }
 
 var _ room.Peer = (*Conn)(nil)

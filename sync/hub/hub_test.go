@@ -11,7 +11,7 @@ import (
 	"github.com/fxamacker/cbor/v2"
 	"go.uber.org/goleak"
 
-	"github.com/tandem-sync/tandem/docstore"
+	"github.com/tandem-sync/tandem/docstore/sqlite"
 	"github.com/tandem-sync/tandem/sync/core"
 	"github.com/tandem-sync/tandem/sync/hub"
 	"github.com/tandem-sync/tandem/sync/room"
@@ -94,7 +94,7 @@ type env struct {
 
 func newEnv(t *testing.T, cfg hub.Config) *env {
 	t.Helper()
-	st, err := docstore.OpenSQLite(context.Background(), t.TempDir())
+	st, err := sqlite.Open(context.Background(), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

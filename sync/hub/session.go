@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/tandem-sync/tandem/sync/wire"
@@ -20,6 +21,19 @@ const (
 	// AccessWrite: full access.
 	AccessWrite
 )
+
+// String returns "none", "read" or "write", as tokens spell them.
+func (a Access) String() string {
+	switch a {
+	case AccessNone:
+		return "none"
+	case AccessRead:
+		return "read"
+	case AccessWrite:
+		return "write"
+	}
+	return fmt.Sprintf("Access(%d)", int(a))
+}
 
 // Grants decides a connection's access per document.
 type Grants interface {

@@ -69,11 +69,11 @@ type Room struct {
 	doc      *core.Doc
 	stored   bool // the store has this document
 	peers    map[Peer]*peerState
-	pending  []Change // applied to doc, not yet durable
-	pendingB int64    // bytes in pending
-	lastSeq  int64    // last log sequence appended
-	snapSeq  int64    // log sequence the snapshot covers
-	logBytes int64    // bytes appended since the snapshot (approximate)
+	pending  []core.Change // applied to doc, not yet durable
+	pendingB int64         // bytes in pending
+	lastSeq  int64         // last log sequence appended
+	snapSeq  int64         // log sequence the snapshot covers
+	logBytes int64         // bytes appended since the snapshot (approximate)
 	snapSize int64
 	retry    time.Duration
 	// waiters are Do calls whose changes are not durable yet; they are
@@ -173,6 +173,11 @@ func (r *Room) load(ctx context.Context) error {
 	doc, err := core.Load(st.Snapshot, st.Changes)
 	if err != nil {
 		return fmt.Errorf("load doc %s: %w", r.id, err)
+	}
+	if len(st.Changes) == 0 && len(st.Snapshot) > 0 && !slices.Equal(doc.Heads(), st.SnapshotHeads) {
+		// The snapshot is not the one compaction recorded: refuse it
+		// rather than serve (and later compact over) other content.
+		return fmt.Errorf("load doc %s: snapshot heads differ from those recorded with it", r.id)
 	}
 	r.doc, r.stored = doc, true
 	r.lastSeq = st.LastSeq
@@ -283,7 +288,7 @@ func (r *Room) receive(p Peer, msg wire.Message, readOnly bool) {
 		return
 	}
 	for _, c := range changes {
-		r.pending = append(r.pending, Change{Hash: Hash(c.Hash), Data: c.Data})
+		r.pending = append(r.pending, c)
 		r.pendingB += int64(len(c.Data))
 	}
 	ps.dirty = true
@@ -359,7 +364,7 @@ func (r *Room) do(env envelope) {
 		return
 	}
 	for _, c := range changes {
-		r.pending = append(r.pending, Change{Hash: Hash(c.Hash), Data: c.Data})
+		r.pending = append(r.pending, c)
 		r.pendingB += int64(len(c.Data))
 	}
 	r.waiters = append(r.waiters, env.reply)
@@ -431,13 +436,9 @@ func (r *Room) compact(ctx context.Context) error {
 	if !slices.Equal(check.Heads(), heads) {
 		return fmt.Errorf("compact doc %s: re-loaded snapshot has other heads", r.id)
 	}
-	hs := make([]Hash, len(heads))
-	for i, h := range heads {
-		hs[i] = Hash(h)
-	}
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
 	defer cancel()
-	if err := r.reg.store.Compact(ctx, r.id, snap, hs, r.lastSeq); err != nil {
+	if err := r.reg.store.Compact(ctx, r.id, snap, heads, r.lastSeq); err != nil {
 		return fmt.Errorf("compact doc %s: %w", r.id, err)
 	}
 	r.log.Debug("compacted", "through_seq", r.lastSeq, "changes", r.lastSeq-r.snapSeq,

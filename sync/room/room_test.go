@@ -13,7 +13,8 @@ import (
 	"github.com/automerge/automerge-go"
 	"go.uber.org/goleak"
 
-	"github.com/tandem-sync/tandem/docstore"
+	"github.com/tandem-sync/tandem/docstore/sqlite"
+	"github.com/tandem-sync/tandem/internal/testwait"
 	"github.com/tandem-sync/tandem/sync/core"
 	"github.com/tandem-sync/tandem/sync/room"
 	"github.com/tandem-sync/tandem/sync/wire"
@@ -202,7 +203,7 @@ func (s *faultyStore) Load(ctx context.Context, id wire.DocID) (room.StoredDoc, 
 	return s.Store.Load(ctx, id)
 }
 
-func (s *faultyStore) Append(ctx context.Context, id wire.DocID, chs []room.Change) (int64, error) {
+func (s *faultyStore) Append(ctx context.Context, id wire.DocID, chs []core.Change) (int64, error) {
 	s.mu.Lock()
 	enter, gate := s.enter, s.gate
 	s.mu.Unlock()
@@ -227,7 +228,7 @@ func (s *faultyStore) Append(ctx context.Context, id wire.DocID, chs []room.Chan
 
 func newStore(t *testing.T) *faultyStore {
 	t.Helper()
-	st, err := docstore.OpenSQLite(context.Background(), t.TempDir())
+	st, err := sqlite.Open(context.Background(), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -373,7 +374,7 @@ func TestIdleRoomIsCompactedEvictedAndReloaded(t *testing.T) {
 	}
 	a.syncUntil(func() bool { return st.appends.Load() > 0 })
 	reg.Leave(context.Background(), id, a.peer)
-	waitFor(t, func() bool { return reg.Len() == 0 })
+	testwait.For(t, testwait.Default, "the registry to empty", func() bool { return reg.Len() == 0 })
 
 	stored, err := st.Load(context.Background(), id)
 	if err != nil {
@@ -498,19 +499,8 @@ func TestStoreFailureHoldsChangesUntilDurable(t *testing.T) {
 		t.Fatalf("b was sent %s while the change could not be stored", m.Type)
 	}
 	st.failAppends.Store(false)
-	waitFor(t, func() bool { return st.appends.Load() == 2 })
+	testwait.For(t, testwait.Default, "two appends", func() bool { return st.appends.Load() == 2 })
 	b.syncUntil(func() bool { return sameHeads(a.doc, b.doc) })
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached within 10s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 func TestOutageStopsReadingPastTheBound(t *testing.T) {
@@ -528,7 +518,7 @@ func TestOutageStopsReadingPastTheBound(t *testing.T) {
 	st.failAppends.Store(true)
 	a.set("k", "held")
 	a.send(wire.TypeSync)
-	waitFor(t, func() bool { return !reg.StoreHealthy() })
+	testwait.For(t, testwait.Default, "the store to be unhealthy", func() bool { return !reg.StoreHealthy() })
 
 	// The room holds more than its bound: it stops taking messages, so a
 	// sender blocks (its connection would stop being read) instead of any
@@ -554,7 +544,7 @@ func TestOutageStopsReadingPastTheBound(t *testing.T) {
 	}
 
 	st.failAppends.Store(false)
-	waitFor(t, func() bool { return st.appends.Load() == 2 && reg.StoreHealthy() })
+	testwait.For(t, testwait.Default, "two appends and a healthy store", func() bool { return st.appends.Load() == 2 && reg.StoreHealthy() })
 	if err := reg.Sync(context.Background(), b, req, false); err != nil {
 		t.Fatal(err)
 	}
@@ -751,7 +741,7 @@ func TestTurnStoppedByStoreFailureResumes(t *testing.T) {
 	}
 	st.failAppends.Store(true)
 	a.sendInOneTurn(msgs...)
-	waitFor(t, func() bool { return !reg.StoreHealthy() })
+	testwait.For(t, testwait.Default, "the store to be unhealthy", func() bool { return !reg.StoreHealthy() })
 	st.failAppends.Store(false)
 
 	// Both changes end up stored and advertised back to a.

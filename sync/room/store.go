@@ -3,7 +3,9 @@ package room
 import (
 	"context"
 	"errors"
+	"time"
 
+	"github.com/tandem-sync/tandem/sync/core"
 	"github.com/tandem-sync/tandem/sync/wire"
 )
 
@@ -11,23 +13,14 @@ import (
 // snapshot nor any logged change.
 var ErrNotFound = errors.New("document not found")
 
-// Hash is an Automerge change hash.
-type Hash [32]byte
-
-// Change is one Automerge change as stored in a document's log: its hash and
-// its raw bytes (a change chunk, as Change.Save returns it).
-type Change struct {
-	Hash Hash
-	Data []byte
-}
-
 // StoredDoc is what the store holds for one document: the latest compacted
 // snapshot (nil if there is none yet) and the changes logged after it.
 type StoredDoc struct {
 	// Snapshot is doc.Save() output, or nil.
 	Snapshot []byte
-	// SnapshotHeads are the heads recorded with Snapshot.
-	SnapshotHeads []Hash
+	// SnapshotHeads are the heads recorded with Snapshot: what it covers,
+	// known without loading it.
+	SnapshotHeads []core.Hash
 	// Changes are the log entries after the snapshot, in append order.
 	Changes [][]byte
 	// LastSeq is the log sequence number of the last entry in Changes, or
@@ -52,14 +45,33 @@ type Store interface {
 	// document if needed) and returns the sequence number of the last log
 	// entry. A change whose hash is already logged for the document is not
 	// stored twice. When Append returns nil, the changes survive a crash.
-	Append(ctx context.Context, id wire.DocID, changes []Change) (lastSeq int64, err error)
+	Append(ctx context.Context, id wire.DocID, changes []core.Change) (lastSeq int64, err error)
 	// Compact atomically replaces the document's snapshot with snapshot
 	// (whose heads are heads) and deletes the log entries with sequence
 	// numbers up to and including throughSeq.
-	Compact(ctx context.Context, id wire.DocID, snapshot []byte, heads []Hash, throughSeq int64) error
+	Compact(ctx context.Context, id wire.DocID, snapshot []byte, heads []core.Hash, throughSeq int64) error
 	// Delete removes the document, its snapshot and its log. Deleting a
 	// missing document is not an error.
 	Delete(ctx context.Context, id wire.DocID) error
 	// Close releases the store's resources.
 	Close() error
+}
+
+// DocStat describes what a store holds for one document, without loading it.
+type DocStat struct {
+	// ID is the document's ID.
+	ID wire.DocID
+	// Size is the bytes stored for the document: its snapshot plus its log.
+	Size int64
+	// SnapshotSize is the length of the snapshot (0 if there is none).
+	SnapshotSize int64
+	// Changes is the number of changes in the document's history: every
+	// change ever appended, compacted into the snapshot or still logged.
+	// (It is the log sequence number of the last append, since a store
+	// numbers each stored change and never stores a change twice.)
+	Changes int64
+	// CreatedAt is when the document was first stored.
+	CreatedAt time.Time
+	// UpdatedAt is when the document was last appended to or compacted.
+	UpdatedAt time.Time
 }
