@@ -102,9 +102,6 @@ type Filter struct {
 	DocID wire.DocID
 }
 
-// MaxListLimit bounds one page of Outbox.ListDeliveries.
-const MaxListLimit = 1000
-
 // Outbox is where a store keeps the change events it wrote in the same
 // transactions as the changes, for a Sender to deliver. The document
 // stores in docstore implement it (when opened with their outbox option).
@@ -123,8 +120,11 @@ type Outbox interface {
 	// nextAttempt; gaveUp marks it failed for good. Marking an event that
 	// is delivered already, or gone, does nothing.
 	MarkFailed(ctx context.Context, id int64, attempt int, nextAttempt time.Time, lastErr string, gaveUp bool) error
-	// ListDeliveries returns up to limit events (1 to MaxListLimit; other
-	// values mean MaxListLimit) with IDs above after that match filter, in
+	// ListDeliveries returns up to limit events (1 to 1000, the API's page
+	// limit; other values mean 1000) with IDs above after that match filter, in
 	// ID order: the delivery log, paginated by the last ID of a page.
 	ListDeliveries(ctx context.Context, filter Filter, after int64, limit int) ([]Event, error)
+	// PruneDeliveries deletes the events delivered before before and
+	// returns how many it deleted. Pending and failed events stay.
+	PruneDeliveries(ctx context.Context, before time.Time) (int64, error)
 }

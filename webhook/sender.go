@@ -45,6 +45,8 @@ const (
 	DefaultBatch        = 100
 	DefaultConcurrency  = 4
 	DefaultTimeout      = 10 * time.Second
+	DefaultRetention    = 7 * 24 * time.Hour
+	DefaultPruneEvery   = time.Hour
 )
 
 // timeFormat is RFC 3339 in UTC with milliseconds, as the HTTP API writes
@@ -100,6 +102,13 @@ type Config struct {
 	// Logger receives delivery failures and outbox errors. nil:
 	// slog.Default().
 	Logger *slog.Logger
+	// Retention is how long delivered events are kept in the outbox, for
+	// the delivery log, before the Sender prunes them (default
+	// DefaultRetention). Pending and failed events are never pruned.
+	Retention time.Duration
+	// PruneEvery is how often delivered events past Retention are pruned
+	// (default DefaultPruneEvery); the first prune runs when Run starts.
+	PruneEvery time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -143,6 +152,12 @@ func NewSender(cfg Config) *Sender {
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = DefaultConcurrency
 	}
+	if cfg.Retention <= 0 {
+		cfg.Retention = DefaultRetention
+	}
+	if cfg.PruneEvery <= 0 {
+		cfg.PruneEvery = DefaultPruneEvery
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -162,11 +177,17 @@ func (s *Sender) Run(ctx context.Context) {
 	}
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	prune := time.NewTicker(s.cfg.PruneEvery)
+	defer prune.Stop()
+	s.prune(ctx)
 	var failing bool
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-prune.C:
+			s.prune(ctx)
+			continue
 		case <-timer.C:
 		}
 		n, err := s.poll(ctx)
@@ -185,6 +206,18 @@ func (s *Sender) Run(ctx context.Context) {
 		} else {
 			timer.Reset(s.cfg.PollInterval)
 		}
+	}
+}
+
+// prune deletes the events delivered more than Retention ago. A failure
+// is logged and tried again at the next prune.
+func (s *Sender) prune(ctx context.Context) {
+	n, err := s.cfg.Outbox.PruneDeliveries(ctx, s.cfg.Now().Add(-s.cfg.Retention))
+	switch {
+	case err != nil && ctx.Err() == nil:
+		s.cfg.Logger.Warn("webhook: cannot prune delivered events", "err", err)
+	case n > 0:
+		s.cfg.Logger.Debug("webhook: pruned delivered events", "events", n, "retention", s.cfg.Retention)
 	}
 }
 

@@ -352,3 +352,38 @@ func TestRunWithoutEndpoints(t *testing.T) {
 		t.Fatal("Run without endpoints did not return")
 	}
 }
+
+// TestPrunesDeliveredEvents: a Sender deletes the events delivered longer
+// than its retention ago, and keeps the others.
+func TestPrunesDeliveredEvents(t *testing.T) {
+	t.Parallel()
+	eachStore(t, func(t *testing.T, s store) {
+		d := newDocs(t, s)
+		old, recent := wire.NewDocID(), wire.NewDocID()
+		d.append(old, 1)
+		d.append(recent, 1)
+		mark := func(id wire.DocID, at time.Time) {
+			for _, ev := range events(t, s, webhook.StatusAll) {
+				if ev.DocID == id {
+					if err := s.MarkDelivered(context.Background(), ev.ID, at); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+		}
+		mark(old, time.Now().Add(-2*time.Hour))
+		mark(recent, time.Now().Add(-30*time.Minute))
+		run(t, webhook.NewSender(webhook.Config{
+			Outbox: s, Endpoints: []string{newReceiver(t, secret, nil).url()}, Secret: secret, Heads: d.heads,
+			Retention: time.Hour, PruneEvery: 10 * time.Millisecond,
+		}))
+		testwait.For(t, 10*time.Second, "the old document's events pruned", func() bool {
+			return len(events(t, s, webhook.StatusAll)) == 2
+		})
+		for _, ev := range events(t, s, webhook.StatusAll) {
+			if ev.DocID != recent {
+				t.Errorf("event %+v is left, want only the recent document's", ev)
+			}
+		}
+	})
+}

@@ -28,17 +28,20 @@ type Config struct {
 	WebhookURLs     []string
 	WebhookSecret   string
 	WebhookDebounce time.Duration
-	AllowAnonymous  bool
-	LogLevel        slog.Level
-	LogFormat       string
-	PeerID          string
-	MaxFrameBytes   int64
-	QueueSize       int
-	IdleTimeout     time.Duration
-	PingInterval    time.Duration
-	PongTimeout     time.Duration
-	CompactChanges  int64
-	DrainTimeout    time.Duration
+	// WebhookRetention is how long delivered webhook events stay in the
+	// delivery log.
+	WebhookRetention time.Duration
+	AllowAnonymous   bool
+	LogLevel         slog.Level
+	LogFormat        string
+	PeerID           string
+	MaxFrameBytes    int64
+	QueueSize        int
+	IdleTimeout      time.Duration
+	PingInterval     time.Duration
+	PongTimeout      time.Duration
+	CompactChanges   int64
+	DrainTimeout     time.Duration
 }
 
 // parseConfig reads the flags of command (serve or migrate) from args, over
@@ -113,6 +116,7 @@ func parseConfig(command string, args []string, getenv func(string) string, stde
 	durFlag(&c.PingInterval, "ping-interval", "PING_INTERVAL", 5*time.Second, "keepalive ping interval")
 	durFlag(&c.PongTimeout, "pong-timeout", "PONG_TIMEOUT", 10*time.Second, "drop a peer whose pong is this late")
 	durFlag(&c.WebhookDebounce, "webhook-debounce", "WEBHOOK_DEBOUNCE", time.Second, "at most one document.changed event per document per this window")
+	durFlag(&c.WebhookRetention, "webhook-retention", "WEBHOOK_RETENTION", 7*24*time.Hour, "how long delivered webhook events stay in the delivery log")
 	durFlag(&c.DrainTimeout, "drain-timeout", "DRAIN_TIMEOUT", 15*time.Second, "longest graceful shutdown")
 	if err != nil {
 		return Config{}, err

@@ -1,10 +1,15 @@
 package main
 
 import (
+	"context"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tandem-sync/tandem/docstore/sqlite"
 )
 
 func TestParseConfig(t *testing.T) {
@@ -18,7 +23,8 @@ func TestParseConfig(t *testing.T) {
 	}{
 		{name: "defaults", check: func(c Config) bool {
 			return c.Addr == "127.0.0.1:3030" && c.DataDir == "./tandem-data" && c.MaxFrameBytes == 100<<20 &&
-				c.IdleTimeout == time.Minute && c.QueueSize == 1024 && strings.HasPrefix(c.PeerID, "tandem-")
+				c.IdleTimeout == time.Minute && c.QueueSize == 1024 && strings.HasPrefix(c.PeerID, "tandem-") &&
+				c.WebhookRetention == 7*24*time.Hour
 		}},
 		{name: "PORT sets the port", env: map[string]string{"PORT": "4000"}, check: func(c Config) bool { return c.Addr == "127.0.0.1:4000" }},
 		{name: "TANDEM_ADDR beats PORT", env: map[string]string{"PORT": "4000", "TANDEM_ADDR": "127.0.0.1:5000"}, check: func(c Config) bool { return c.Addr == "127.0.0.1:5000" }},
@@ -33,7 +39,8 @@ func TestParseConfig(t *testing.T) {
 		{name: "--allow-anonymous allows it", args: []string{"--addr", "0.0.0.0:3030", "--allow-anonymous"}, check: func(c Config) bool { return c.AllowAnonymous }},
 		{name: "bad duration", env: map[string]string{"TANDEM_IDLE_TIMEOUT": "soon"}, wantErr: "TANDEM_IDLE_TIMEOUT"},
 		{name: "bad log level", args: []string{"--log-level", "loud"}, wantErr: "--log-level"},
-		{name: "stray argument", args: []string{"serve"}, wantErr: "unexpected arguments"},
+		{name: "stray argument", args: []string{"extra"}, wantErr: "unexpected arguments"},
+		{name: "webhook retention", env: map[string]string{"TANDEM_WEBHOOK_RETENTION": "24h"}, check: func(c Config) bool { return c.WebhookRetention == 24*time.Hour }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -52,5 +59,30 @@ func TestParseConfig(t *testing.T) {
 				t.Fatalf("unexpected config %+v", c)
 			}
 		})
+	}
+}
+
+func TestRunDispatch(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, tt := range []struct {
+		name    string
+		args    []string
+		wantErr string
+	}{
+		{"unknown command", []string{"bogus"}, `tandem: unknown command "bogus"`},
+		{"token errors name the command", []string{"token"}, "tandem token: no signing key"},
+		{"serve flags are checked", []string{"serve", "--log-level", "loud"}, "tandem: --log-level"},
+		{"migrate runs and exits", []string{"migrate", "--data-dir", dir}, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := run(context.Background(), tt.args, func(string) string { return "" }, io.Discard, io.Discard)
+			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.HasPrefix(err.Error(), tt.wantErr)) {
+				t.Fatalf("run(%q) = %v, want %q", tt.args, err, tt.wantErr)
+			}
+		})
+	}
+	if _, err := os.Stat(filepath.Join(dir, sqlite.File)); err != nil {
+		t.Errorf("migrate made no database: %v", err)
 	}
 }

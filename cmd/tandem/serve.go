@@ -73,6 +73,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 			Endpoints: cfg.WebhookURLs,
 			Secret:    []byte(cfg.WebhookSecret),
 			Heads:     docHeads(rooms),
+			Retention: cfg.WebhookRetention,
 			Logger:    log,
 		})
 		go func() {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandem-sync/tandem/internal/paging"
 	"github.com/tandem-sync/tandem/sync/core"
 	"github.com/tandem-sync/tandem/sync/room"
 	"github.com/tandem-sync/tandem/sync/wire"
@@ -70,6 +71,7 @@ func RunOutbox(t *testing.T, h OutboxHarness) {
 		{"DueAndMark", testOutboxDueAndMark},
 		{"ListDeliveries", testOutboxList},
 		{"ConcurrentAppends", testOutboxConcurrent},
+		{"Prune", testOutboxPrune},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -415,7 +417,7 @@ func testOutboxList(t *testing.T, s OutboxStore, c *Clock) {
 	if err != nil || len(page) != 3 || page[0].ID != all[2].ID || page[2].ID != all[4].ID {
 		t.Errorf("page after #%d, limit 3 = %s, %v", all[1].ID, kinds(page), err)
 	}
-	for _, limit := range []int{0, -1, webhook.MaxListLimit + 1} {
+	for _, limit := range []int{0, -1, paging.MaxLimit + 1} {
 		if page, err := s.ListDeliveries(ctx, webhook.Filter{}, 0, limit); err != nil || len(page) != 6 {
 			t.Errorf("ListDeliveries(limit %d) = %d events, %v", limit, len(page), err)
 		}
@@ -445,5 +447,39 @@ func testOutboxConcurrent(t *testing.T, s OutboxStore, c *Clock) {
 	wg.Wait()
 	for _, id := range ids {
 		wantKinds(t, docEvents(t, s, id), webhook.Created, webhook.Changed)
+	}
+}
+
+// testOutboxPrune checks that PruneDeliveries deletes exactly the events
+// delivered before its cutoff, and keeps pending and failed ones.
+func testOutboxPrune(t *testing.T, s OutboxStore, c *Clock) {
+	ctx := context.Background()
+	old, recent, pending, failed := wire.NewDocID(), wire.NewDocID(), wire.NewDocID(), wire.NewDocID()
+	for _, id := range []wire.DocID{old, recent, pending, failed} {
+		appendOK(t, s, id, NewChanges(1, 10))
+	}
+	markDelivered(t, s, c.Now(), docEvents(t, s, old)...)
+	for _, ev := range docEvents(t, s, failed) {
+		if err := s.MarkFailed(ctx, ev.ID, 1, c.Now(), "refused", true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cutoff := c.Advance(time.Hour)
+	markDelivered(t, s, c.Advance(time.Minute), docEvents(t, s, recent)...)
+	n, err := s.PruneDeliveries(ctx, cutoff)
+	if err != nil {
+		t.Fatalf("PruneDeliveries: %v", err)
+	}
+	if n != 2 {
+		t.Errorf("PruneDeliveries deleted %d events, want the 2 delivered before the cutoff", n)
+	}
+	if evs := docEvents(t, s, old); len(evs) != 0 {
+		t.Errorf("events delivered before the cutoff are still there: %+v", evs)
+	}
+	wantKinds(t, docEvents(t, s, recent), webhook.Created, webhook.Changed)
+	wantKinds(t, docEvents(t, s, pending), webhook.Created, webhook.Changed)
+	wantKinds(t, docEvents(t, s, failed), webhook.Created, webhook.Changed)
+	if n, err := s.PruneDeliveries(ctx, cutoff); err != nil || n != 0 {
+		t.Errorf("second PruneDeliveries = %d, %v; want 0, nil", n, err)
 	}
 }

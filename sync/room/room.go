@@ -50,7 +50,8 @@ type peerState struct {
 // Room hosts one document in memory. A single goroutine (run) owns the
 // document and every peer's sync state; everything else talks to it through
 // its inbox. It works in turns: apply everything queued, make new changes
-// durable, then generate and send sync messages. See DESIGN.md §3-§4.
+// durable, then generate and send sync messages. See "A room's turn" in
+// docs/ARCHITECTURE.md.
 type Room struct {
 	id  wire.DocID
 	reg *Registry

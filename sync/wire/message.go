@@ -1,7 +1,7 @@
 // Package wire holds the automerge-repo WebSocket protocol's messages and
 // their CBOR codec, plus document ID validation.
 //
-// The format is described in shared/PROTOCOL.md §1: one CBOR map per binary
+// The format is described in docs/PROTOCOL.md §2: one CBOR map per binary
 // WebSocket frame, no envelope. Decoding is tolerant (CBOR undefined and null
 // are treated as absent, numbers may arrive as floats, map16 headers are
 // accepted); encoding writes definite-length maps with text keys and byte
