@@ -58,6 +58,10 @@ step "go test"
 go test -race -count=1 ./...
 
 step "interop suite (stock automerge-repo client against bin/tandem)"
+# The official server, whose data directory the import test brings along.
+if [ ! -d bench/reference/node_modules ] || [ bench/reference/package-lock.json -nt bench/reference/node_modules/.package-lock.json ]; then
+	(cd bench/reference && npm install --no-audit --no-fund)  # not `npm ci`: see .ci/run
+fi
 cd clients/js
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
 	npm install --no-audit --no-fund  # not `npm ci`: see .ci/run
