@@ -44,9 +44,10 @@ type Config struct {
 	DrainTimeout     time.Duration
 }
 
-// parseConfig reads the flags of command (serve or migrate) from args, over
-// environment variables (getenv).
-func parseConfig(command string, args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+// parseConfig reads the flags of command (serve, migrate or import) from
+// args, over environment variables (getenv). extra defines a command's own
+// flags on the same flag set (import's --automerge-repo-dir).
+func parseConfig(command string, args []string, getenv func(string) string, stderr io.Writer, extra ...func(*flag.FlagSet)) (Config, error) {
 	env := func(name, def string) string {
 		if v := getenv("TANDEM_" + name); v != "" {
 			return v
@@ -62,7 +63,7 @@ func parseConfig(command string, args []string, getenv func(string) string, stde
 	var logLevel string
 	fs := flag.NewFlagSet("tandem "+command, flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: tandem [serve|migrate] [flags]\n       tandem token [flags]\n\n  tandem [serve]  run the server\n  tandem migrate  apply database migrations and exit\n  tandem token    mint an access token (tandem token -h)\n\nflags:")
+		fmt.Fprintln(fs.Output(), "usage: tandem [serve|migrate] [flags]\n       tandem import --automerge-repo-dir DIR [flags]\n       tandem token [flags]\n\n  tandem [serve]  run the server\n  tandem migrate  apply database migrations and exit\n  tandem import   import an automerge-repo sync server's data directory and exit\n  tandem token    mint an access token (tandem token -h)\n\nflags:")
 		fs.PrintDefaults()
 	}
 	fs.SetOutput(stderr)
@@ -120,6 +121,9 @@ func parseConfig(command string, args []string, getenv func(string) string, stde
 	durFlag(&c.DrainTimeout, "drain-timeout", "DRAIN_TIMEOUT", 15*time.Second, "longest graceful shutdown")
 	if err != nil {
 		return Config{}, err
+	}
+	for _, define := range extra {
+		define(fs)
 	}
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err

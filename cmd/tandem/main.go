@@ -6,6 +6,8 @@
 //
 //	tandem [serve] [flags]   run the server (serve.go)
 //	tandem migrate [flags]   apply the store's migrations and exit (migrate.go)
+//	tandem import --automerge-repo-dir DIR [flags]
+//	                         import an automerge-repo sync server's data directory (import.go)
 //	tandem token [flags]     mint an access token (token.go)
 package main
 
@@ -54,6 +56,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	switch command {
 	case "token":
 		return tokenCommand(args, getenv, stdout, stderr, time.Now)
+	case "import":
+		err := importCommand(ctx, args, getenv, stdout, stderr)
+		if err != nil && !errors.Is(err, flag.ErrHelp) {
+			return fmt.Errorf("tandem import: %w", err)
+		}
+		return err
 	case "serve", "migrate":
 		cfg, err := parseConfig(command, args, getenv, stderr)
 		if err == nil {
@@ -69,7 +77,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		return err
 	default:
-		return fmt.Errorf("tandem: unknown command %q (want serve, migrate or token; see tandem -h)", command)
+		return fmt.Errorf("tandem: unknown command %q (want serve, migrate, import or token; see tandem -h)", command)
 	}
 }
 
