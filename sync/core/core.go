@@ -8,7 +8,6 @@ package core
 
 import (
 	"bytes"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -27,43 +26,45 @@ type Change struct {
 
 // Doc is an Automerge document.
 type Doc struct {
-	d *automerge.Doc
-	// seqs is the highest change seq per actor that the document holds or
-	// has accepted into the core's queue (built on first Receive), and
-	// queued the changes accepted whose dependencies have not arrived. They
-	// let Receive refuse changes that would crash the core (syncmsg.go).
-	seqs   map[string]uint64
-	queued map[Hash]uint64
+	d      *automerge.Doc
+	limits Limits
+	// idx is what changes are validated against (validate.go): the type of
+	// each object and each actor's last seq and op. nil until first needed,
+	// then kept current as changes are admitted (ingest.go).
+	idx *docIndex
+	// pending holds changes whose dependencies have not arrived.
+	pending pendingSet
 }
 
-// NewDoc returns an empty document.
-func NewDoc() *Doc { return &Doc{d: automerge.New()} }
+// NewDoc returns an empty document with the default Limits.
+func NewDoc() *Doc { return NewDocWith(Limits{}) }
 
-// Load builds a document from an optional snapshot (Save output) followed by
-// raw change chunks, as a store returns them.
-func Load(snapshot []byte, changes [][]byte) (*Doc, error) {
-	var d *automerge.Doc
-	if len(snapshot) > 0 {
-		var err error
-		if d, err = automerge.Load(snapshot); err != nil {
-			return nil, fmt.Errorf("load snapshot: %w", err)
-		}
-	} else {
-		d = automerge.New()
-	}
-	if len(changes) > 0 {
-		if err := d.LoadIncremental(bytes.Join(changes, nil)); err != nil {
-			return nil, fmt.Errorf("load %d logged changes: %w", len(changes), err)
-		}
-	}
-	return &Doc{d: d}, nil
+// NewDocWith returns an empty document that validates what it receives
+// within lim.
+func NewDocWith(lim Limits) *Doc {
+	return &Doc{d: automerge.New(), limits: lim.withDefaults(), idx: newIndex()}
 }
+
+// SetLimits changes the limits the document validates with from now on.
+func (d *Doc) SetLimits(lim Limits) { d.limits = lim.withDefaults() }
+
+// Pending returns how many changes the document holds back because their
+// dependencies have not arrived.
+func (d *Doc) Pending() int { return len(d.pending.m) }
 
 // Heads returns the document's current heads.
 func (d *Doc) Heads() []Hash { return hashes(d.d.Heads()) }
 
-// Save returns the whole document in Automerge's compressed format.
-func (d *Doc) Save() []byte { return d.d.Save() }
+// Save returns the whole document in Automerge's compressed format,
+// followed by the changes held back for their dependencies (as the core
+// keeps its orphans), which Load holds back again.
+func (d *Doc) Save() []byte {
+	b := d.d.Save()
+	for _, pc := range d.pending.sorted() {
+		b = append(b, pc.c.raw...)
+	}
+	return b
+}
 
 // Empty reports whether the document has no changes.
 func (d *Doc) Empty() bool { return len(d.d.Heads()) == 0 }
@@ -88,10 +89,6 @@ func (d *Doc) ChangesSince(heads []Hash) ([]Change, error) {
 	out := make([]Change, len(chs))
 	for i, c := range chs {
 		out[i] = Change{Hash: Hash(c.Hash()), Data: c.Save()}
-		if d.seqs != nil { // keep the seq index current (see admit)
-			a := string(mustHex(c.ActorID()))
-			d.seqs[a] = max(d.seqs[a], c.ActorSeq())
-		}
 	}
 	return out, nil
 }
@@ -105,6 +102,11 @@ func (d *Doc) Automerge() *automerge.Doc { return d.d }
 type SyncState struct {
 	doc *Doc
 	s   *automerge.SyncState
+	// What the core last heard from the peer, for Generate to ask for
+	// the dependencies of the peer's held changes as the core would.
+	theirHeads    []Hash
+	theirLastSync []Hash // of the first have entry
+	theirHave     bool
 }
 
 // NewSyncState returns a fresh sync state for a peer of d.
@@ -117,42 +119,52 @@ func (d *Doc) NewSyncState() *SyncState {
 var ErrBadSyncMessage = errors.New("invalid sync message")
 
 // Receive applies one sync message from the peer to the document and returns
-// the changes it carried that the document did not have (applied now, or
-// queued by the core until their dependencies arrive). The returned bytes
-// are what a change log stores. A message that is malformed, or whose
-// changes do not extend their actors' histories in order, is refused with
-// an error wrapping ErrBadSyncMessage and changes nothing.
+// the changes it applied that the document did not have: the message's
+// own, and held changes whose dependencies it brought. The returned bytes
+// are what a change log stores. Every change is decoded and validated
+// (validate.go) before the core sees it; a change whose dependencies have
+// not arrived is held back (not returned, not applied) until they do. A
+// message that is malformed or carries an invalid change is refused with an
+// error wrapping ErrBadSyncMessage and, for a bad change, an
+// *InvalidChangeError (and ErrLimitExceeded when it goes beyond the
+// document's Limits); it changes nothing.
 func (s *SyncState) Receive(msg []byte) ([]Change, error) {
 	if len(msg) == 0 {
 		return nil, fmt.Errorf("%w: empty", ErrBadSyncMessage)
 	}
-	parsed, err := parseSyncMessage(msg)
+	d := s.doc
+	parsed, err := parseSyncMessage(msg, &d.limits)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadSyncMessage, err)
+		return nil, fmt.Errorf("%w: %w", ErrBadSyncMessage, err)
 	}
-	fresh, err := s.doc.admit(parsed.changes)
+	p, err := d.plan(parsed.changes, s, levelFull, true)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadSyncMessage, err)
+		return nil, fmt.Errorf("%w: %w", ErrBadSyncMessage, err)
 	}
-	sm, err := s.s.ReceiveMessage(msg)
+	in := msg
+	if p.stripped(parsed.changes, d.Has) {
+		in = parsed.encode(p.direct) // the core must not queue held changes
+	}
+	if _, err := s.s.ReceiveMessage(in); err != nil {
+		d.idx = nil // it may have applied some: index again from its changes
+		return nil, fmt.Errorf("%w: %w", ErrBadSyncMessage, err)
+	}
+	s.remember(parsed)
+	out, err := d.apply(p, false)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadSyncMessage, err)
-	}
-	if len(fresh) == 0 {
-		return nil, nil
-	}
-	s.doc.settle(fresh)
-	byHash := make(map[Hash][]byte, len(fresh))
-	for _, c := range sm.Changes() {
-		byHash[Hash(c.Hash())] = c.Save()
-	}
-	out := make([]Change, 0, len(fresh))
-	for _, c := range fresh {
-		if data, ok := byHash[c.hash]; ok {
-			out = append(out, Change{Hash: c.hash, Data: data})
-		}
+		return nil, fmt.Errorf("%w: %w", ErrBadSyncMessage, err)
 	}
 	return out, nil
+}
+
+// remember records what the core heard from the peer.
+func (s *SyncState) remember(m syncMessage) {
+	s.theirHeads = m.heads
+	s.theirHave = len(m.haves) > 0
+	s.theirLastSync = nil
+	if s.theirHave {
+		s.theirLastSync = m.haves[0].lastSync
+	}
 }
 
 // ReceiveReadOnly applies a sync message from a peer that may read the
@@ -161,13 +173,23 @@ func (s *SyncState) Receive(msg []byte) ([]Change, error) {
 // heads and last-sync lists: the core then neither applies anything nor asks
 // the peer for its changes, so the exchange stays as short as with a peer
 // that has nothing new. The peer still learns everything the document has.
-// It reports whether the peer had sent changes.
+// It reports whether the peer had sent changes. The changes are decoded
+// (a malformed one refuses the message) but not validated against the
+// document.
 func (s *SyncState) ReceiveReadOnly(msg []byte) (dropped bool, err error) {
-	parsed, err := parseSyncMessage(msg)
+	parsed, err := parseSyncMessage(msg, &s.doc.limits)
 	if err != nil {
-		return false, fmt.Errorf("%w: %v", ErrBadSyncMessage, err)
+		return false, fmt.Errorf("%w: %w", ErrBadSyncMessage, err)
 	}
 	dropped = len(parsed.changes) > 0
+	for i, c := range parsed.changes {
+		it := c.ops(&s.doc.limits)
+		for it.next() {
+		}
+		if it.err != nil {
+			return false, fmt.Errorf("%w: %w", ErrBadSyncMessage, invalid(i, c.hash, it.err))
+		}
+	}
 	// The peer's heads, as far as this document knows them: its heads we
 	// have, plus what it says it last synced. Unknown heads would make the
 	// core ask for the peer's changes over and over; an empty list would
@@ -184,6 +206,7 @@ func (s *SyncState) ReceiveReadOnly(msg []byte) (dropped bool, err error) {
 	if _, err := s.s.ReceiveMessage(parsed.encodeWithoutChanges()); err != nil {
 		return dropped, fmt.Errorf("%w: %v", ErrBadSyncMessage, err)
 	}
+	s.remember(parsed)
 	return dropped, nil
 }
 
@@ -198,77 +221,16 @@ func (d *Doc) known(hs []Hash) []Hash {
 	return out
 }
 
-// admit checks that the changes a peer sent, taken in order, each extend
-// their actor's history by one (or are already known), and returns the new
-// ones. The core itself accepts a change whose seq skips ahead and then
-// panics when it generates a message; this refuses such changes first.
-func (d *Doc) admit(changes []changeHeader) ([]changeHeader, error) {
-	if len(changes) == 0 {
-		return nil, nil
-	}
-	if d.seqs == nil {
-		if err := d.indexSeqs(); err != nil {
-			return nil, err
-		}
-	}
-	var fresh []changeHeader
-	next := map[string]uint64{} // seqs as this message advances them
-	seen := make(map[Hash]bool, len(changes))
-	for _, c := range changes {
-		if _, ok := d.queued[c.hash]; ok || seen[c.hash] || d.Has(c.hash) {
-			continue
-		}
-		seen[c.hash] = true
-		last, ok := next[c.actor]
-		if !ok {
-			last = d.seqs[c.actor]
-		}
-		if c.seq != last+1 {
-			return nil, fmt.Errorf("change %x by actor %x has seq %d, but the actor's last known change is seq %d",
-				c.hash[:4], c.actor, c.seq, last)
-		}
-		next[c.actor] = c.seq
-		fresh = append(fresh, c)
-	}
-	return fresh, nil
-}
-
-// settle records admitted changes after the core took them.
-func (d *Doc) settle(fresh []changeHeader) {
-	for _, c := range fresh {
-		d.seqs[c.actor] = max(d.seqs[c.actor], c.seq)
-		d.queued[c.hash] = c.seq
-	}
-	for h := range d.queued {
-		if d.Has(h) {
-			delete(d.queued, h)
-		}
-	}
-}
-
-// indexSeqs builds the per-actor seq index from the document's history.
-func (d *Doc) indexSeqs() error {
-	chs, err := d.d.Changes()
-	if err != nil {
-		return fmt.Errorf("index document history: %w", err)
-	}
-	d.seqs = make(map[string]uint64)
-	d.queued = make(map[Hash]uint64)
-	for _, c := range chs {
-		a := string(mustHex(c.ActorID()))
-		d.seqs[a] = max(d.seqs[a], c.ActorSeq())
-	}
-	return nil
-}
-
 // Generate returns the next sync message for the peer, or false when there is
 // nothing to send.
+// When the peer's changes are held for dependencies, the message asks for
+// those, as the core does for the changes in its queue.
 func (s *SyncState) Generate() ([]byte, bool) {
 	sm, ok := s.s.GenerateMessage()
 	if !ok {
 		return nil, false
 	}
-	return sm.Bytes(), true
+	return s.askForPending(sm.Bytes()), true
 }
 
 func hashes(hs []automerge.ChangeHash) []Hash {
@@ -277,13 +239,4 @@ func hashes(hs []automerge.ChangeHash) []Hash {
 		out[i] = Hash(h)
 	}
 	return out
-}
-
-// mustHex decodes an actor ID as automerge-go renders it (hex).
-func mustHex(s string) []byte {
-	b, err := hex.DecodeString(s)
-	if err != nil {
-		panic(fmt.Sprintf("automerge-go returned a non-hex actor ID %q", s))
-	}
-	return b
 }

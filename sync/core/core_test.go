@@ -145,7 +145,7 @@ func FuzzReceiveChange(f *testing.F) {
 		f.Add(r.take(n))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		msg := syncMessageWith(changeChunk(body))
+		msg := syncMessageWith(frameChange(body))
 		doc := NewDoc()
 		s := doc.NewSyncState()
 		if _, err := s.Receive(msg); err == nil {
@@ -156,7 +156,7 @@ func FuzzReceiveChange(f *testing.F) {
 	})
 }
 
-func changeChunk(body []byte) []byte {
+func frameChange(body []byte) []byte {
 	var lenBuf []byte
 	for n := uint64(len(body)); ; {
 		b := byte(n & 0x7f)

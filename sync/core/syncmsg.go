@@ -1,9 +1,11 @@
 package core
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // The Automerge core this server links (automerge-go, Rust core 0.5.0) is
@@ -27,26 +29,19 @@ const (
 
 var errShort = errors.New("truncated")
 
-// syncMessage is a parsed sync message: everything but the changes' bodies.
+// syncMessage is a parsed sync message; its changes are decoded in full
+// (their ops are decoded when they are validated).
 type syncMessage struct {
 	heads   []Hash
 	need    []Hash
 	haves   []have
-	changes []changeHeader
+	changes []*changeChunk
 }
 
 // have is one entry of a sync message's have list.
 type have struct {
 	lastSync []Hash
 	bloom    []byte // as sent
-}
-
-// changeHeader is what the server reads of one change chunk.
-type changeHeader struct {
-	hash  Hash
-	actor string
-	seq   uint64
-	deps  []Hash
 }
 
 type reader struct {
@@ -116,9 +111,9 @@ func (r *reader) hashes() []Hash {
 	return out
 }
 
-// parseSyncMessage checks a V1 sync message's structure and reads the
-// headers of the changes it carries.
-func parseSyncMessage(b []byte) (syncMessage, error) {
+// parseSyncMessage checks a V1 sync message's structure and decodes the
+// changes it carries, refusing more than lim.MaxOpsPerMessage ops in all.
+func parseSyncMessage(b []byte, lim *Limits) (syncMessage, error) {
 	r := &reader{b: b}
 	var m syncMessage
 	switch v := r.byte(); {
@@ -147,11 +142,24 @@ func parseSyncMessage(b []byte) (syncMessage, error) {
 	if r.err == nil && n > uint64(len(r.b)) {
 		r.fail(errShort)
 	}
+	ops := uint64(0)
 	for i := uint64(0); i < n && r.err == nil; i++ {
-		c, err := parseChange(r.take(r.uleb()))
-		if err != nil {
-			return m, fmt.Errorf("change %d: %w", i, err)
+		raw := r.take(r.uleb())
+		if r.err != nil {
+			break
 		}
+		c, err := parseChange(raw, lim)
+		if err == nil && c.numOps > uint64(lim.MaxOpsPerMessage)-ops {
+			err = fmt.Errorf("%w: more than %d ops in one message", ErrLimitExceeded, lim.MaxOpsPerMessage)
+		}
+		if err != nil {
+			var h Hash
+			if c != nil {
+				h = c.hash
+			}
+			return m, invalid(int(i), h, err)
+		}
+		ops += c.numOps
 		m.changes = append(m.changes, c)
 	}
 	// What follows (a capabilities or flags trailer) is ignored, as every
@@ -213,69 +221,32 @@ func readChunk(r *reader) (chunk, error) {
 	return c, nil
 }
 
-// ChunkHashes checks that b is a non-empty sequence of complete Automerge
-// chunks (a saved document, change chunks, or both) and nothing else, and
-// returns the hashes of its uncompressed change chunks. The core's
-// incremental loader silently stops at a truncated or trailing piece and
-// silently holds back changes whose dependencies are missing; these let a
-// caller notice both.
-func ChunkHashes(b []byte) ([]Hash, error) {
-	if len(b) == 0 {
-		return nil, errors.New("no chunks")
-	}
-	r := &reader{b: b}
-	var changes []Hash
-	for len(r.b) > 0 {
-		c, err := readChunk(r)
-		if err != nil {
-			return nil, err
-		}
-		if c.typ == 1 {
-			changes = append(changes, c.hash)
-		}
-	}
-	return changes, nil
-}
-
-// parseChange checks one change chunk (magic, checksum, type, exact length)
-// and reads its deps, actor and seq.
-func parseChange(b []byte) (changeHeader, error) {
-	var c changeHeader
+// parseChange decodes one change chunk of a sync message. Only
+// uncompressed change chunks are accepted there: the 0.5 core cannot read
+// compressed or document chunks in a sync message, and no peer sends them
+// to a server that does not advertise V2 messages.
+func parseChange(b []byte, lim *Limits) (*changeChunk, error) {
 	r := &reader{b: b}
 	ch, err := readChunk(r)
 	if err != nil {
-		return c, err
+		return nil, err
 	}
-	if ch.typ != 1 {
-		return c, fmt.Errorf("chunk type %d: only uncompressed change chunks are accepted", ch.typ)
+	if ch.typ != chunkChange {
+		return nil, fmt.Errorf("chunk type %d: only uncompressed change chunks are accepted", ch.typ)
 	}
 	if len(r.b) != 0 {
-		return c, fmt.Errorf("%d bytes after the change", len(r.b))
+		return nil, fmt.Errorf("%d bytes after the change", len(r.b))
 	}
-	c.hash = ch.hash
-	if string(c.hash[:4]) != string(ch.sum) {
-		return c, errors.New("bad chunk checksum")
-	}
-	r = &reader{b: ch.data}
-	c.deps = r.hashes()
-	actorLen := r.uleb()
-	if actorLen == 0 || actorLen > maxActorLen {
-		return c, fmt.Errorf("actor ID of %d bytes", actorLen)
-	}
-	c.actor = string(r.take(actorLen))
-	c.seq = r.uleb()
-	if r.err != nil {
-		return c, fmt.Errorf("change header: %w", r.err)
-	}
-	if c.seq == 0 {
-		return c, errors.New("change with seq 0")
-	}
-	return c, nil
+	return decodeChange(ch, b, lim)
 }
 
-// encode writes m as a V1 sync message without changes and without a
-// trailer (see SYNC-ALGORITHM.md §1.2 and §1.4).
-func (m syncMessage) encodeWithoutChanges() []byte {
+// encodeWithoutChanges writes m as a V1 sync message without changes and
+// without a trailer (see SYNC-ALGORITHM.md §1.2 and §1.4).
+func (m syncMessage) encodeWithoutChanges() []byte { return m.encode(nil) }
+
+// encode writes m as a V1 sync message carrying the given change chunks,
+// without a trailer.
+func (m syncMessage) encode(changes []*changeChunk) []byte {
 	b := []byte{0x42}
 	b = appendHashes(b, m.heads)
 	b = appendHashes(b, m.need)
@@ -285,7 +256,12 @@ func (m syncMessage) encodeWithoutChanges() []byte {
 		b = appendUleb(b, uint64(len(h.bloom)))
 		b = append(b, h.bloom...)
 	}
-	return appendUleb(b, 0) // no changes
+	b = appendUleb(b, uint64(len(changes)))
+	for _, c := range changes {
+		b = appendUleb(b, uint64(len(c.raw)))
+		b = append(b, c.raw...)
+	}
+	return b
 }
 
 func appendHashes(b []byte, hs []Hash) []byte {
@@ -302,4 +278,76 @@ func appendUleb(b []byte, v uint64) []byte {
 		v >>= 7
 	}
 	return append(b, byte(v))
+}
+
+// askForPending rewrites a message the core generated so that it asks the
+// peer for what the peer's held changes depend on, as the 0.5 core's
+// get_missing_deps does for the changes in its own queue (which Tandem
+// keeps empty): the need list becomes the peer's heads the document lacks,
+// less the held changes, plus the held changes' dependencies that nothing
+// holds; and, as in the core, the Bloom filter is left out when the need
+// list asks for more than the peer's heads. Unlike 0.5, only this peer's
+// held changes count (0.11 fixed the stall that asking one peer for
+// another's dependencies causes). A reset message is left as it is.
+func (s *SyncState) askForPending(msg []byte) []byte {
+	d := s.doc
+	if len(d.pending.m) == 0 || (s.theirHave && len(d.known(s.theirLastSync)) != len(s.theirLastSync)) {
+		return msg
+	}
+	r := &reader{b: msg}
+	if r.byte() != 0x42 {
+		return msg
+	}
+	r.hashes() // our heads
+	headsEnd := len(msg) - len(r.b)
+	need := r.hashes()
+	needEnd := len(msg) - len(r.b)
+	for n := r.uleb(); n > 0 && r.err == nil; n-- {
+		r.hashes()
+		r.take(r.uleb())
+	}
+	if r.err != nil {
+		return msg
+	}
+	havesEnd := len(msg) - len(r.b)
+	want := map[Hash]bool{}
+	for _, h := range need {
+		if !d.pending.has(h) {
+			want[h] = true
+		}
+	}
+	for _, pc := range d.pending.m {
+		if pc.from != s {
+			continue
+		}
+		for _, h := range pc.c.deps {
+			if !d.pending.has(h) && !d.Has(h) {
+				want[h] = true
+			}
+		}
+	}
+	newNeed := make([]Hash, 0, len(want))
+	for h := range want {
+		newNeed = append(newNeed, h)
+	}
+	slices.SortFunc(newNeed, func(a, b Hash) int { return bytes.Compare(a[:], b[:]) })
+	if slices.Equal(newNeed, need) {
+		return msg
+	}
+	theirs := map[Hash]bool{}
+	for _, h := range s.theirHeads {
+		theirs[h] = true
+	}
+	keepHave := true
+	for _, h := range newNeed {
+		keepHave = keepHave && theirs[h]
+	}
+	out := append([]byte{}, msg[:headsEnd]...)
+	out = appendHashes(out, newNeed)
+	if keepHave {
+		out = append(out, msg[needEnd:havesEnd]...)
+	} else {
+		out = appendUleb(out, 0)
+	}
+	return append(out, msg[havesEnd:]...)
 }
