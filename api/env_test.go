@@ -85,6 +85,12 @@ type env struct {
 // rooms' configuration.
 func newEnv(t *testing.T, open func(t *testing.T) testStore, cfg api.Config, roomOpts ...func(*room.Config)) *env {
 	t.Helper()
+	return newEnvWithHub(t, open, cfg, hub.Config{}, roomOpts...)
+}
+
+// newEnvWithHub is newEnv with hub settings (keepalive, limits) too.
+func newEnvWithHub(t *testing.T, open func(t *testing.T) testStore, cfg api.Config, hcfg hub.Config, roomOpts ...func(*room.Config)) *env {
+	t.Helper()
 	st := open(t)
 	reg := prometheus.NewRegistry()
 	mets, err := metrics.New(reg)
@@ -100,7 +106,8 @@ func newEnv(t *testing.T, open func(t *testing.T) testStore, cfg api.Config, roo
 		o(&rcfg)
 	}
 	rooms := room.NewRegistry(st, rcfg)
-	h := hub.New(rooms, hub.Config{PeerID: "tandem-test", StorageID: storageID, Metrics: mets})
+	hcfg.PeerID, hcfg.StorageID, hcfg.Metrics = "tandem-test", storageID, mets
+	h := hub.New(rooms, hcfg)
 	cfg.Catalog = st
 	cfg.Access.Revocations = st // as cmd/tandem wires it
 	if cfg.Gatherer == nil {

@@ -28,11 +28,6 @@ type Config struct {
 	// the connection with 1009. Zero means 100 MiB, the official server's
 	// limit.
 	MaxFrameBytes int64
-	// PingInterval is how often each peer is pinged. Zero means 5 s.
-	PingInterval time.Duration
-	// PongTimeout is how long a ping may go unanswered before the peer is
-	// dropped. Zero means 10 s.
-	PongTimeout time.Duration
 	// StorePing, when set, is called by /readyz to check that the store
 	// answers; nil checks only the outcome of the rooms' last writes.
 	StorePing func(ctx context.Context) error
@@ -71,12 +66,6 @@ type Server struct {
 func NewServer(h *hub.Hub, rooms *room.Registry, cfg Config) *Server {
 	if cfg.MaxFrameBytes <= 0 {
 		cfg.MaxFrameBytes = 100 << 20
-	}
-	if cfg.PingInterval <= 0 {
-		cfg.PingInterval = 5 * time.Second
-	}
-	if cfg.PongTimeout <= 0 {
-		cfg.PongTimeout = 10 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

@@ -57,7 +57,8 @@ func TestHTTPEndpoints(t *testing.T) {
 
 func TestWebSocketOnAnyPathAndDeadPeers(t *testing.T) {
 	t.Parallel()
-	ts, h, _ := newServer(t, api.Config{PingInterval: 100 * time.Millisecond, PongTimeout: 500 * time.Millisecond})
+	e := newEnvWithHub(t, openSQLite, api.Config{}, hub.Config{PingInterval: 100 * time.Millisecond, PongTimeout: 500 * time.Millisecond})
+	ts, h := e.ts, e.hub
 	ctx := testCtx(t)
 
 	// A live peer on an arbitrary path: its reader answers every ping.

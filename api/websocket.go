@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"time"
 
 	"github.com/coder/websocket"
 
@@ -35,6 +34,13 @@ func (t wsTransport) Read(ctx context.Context) (hub.FrameKind, []byte, error) {
 func (t wsTransport) Write(ctx context.Context, frame []byte) error {
 	if err := t.c.Write(ctx, websocket.MessageBinary, frame); err != nil {
 		return fmt.Errorf("websocket write: %w", err)
+	}
+	return nil
+}
+
+func (t wsTransport) Ping(ctx context.Context) error {
+	if err := t.c.Ping(ctx); err != nil {
+		return fmt.Errorf("websocket ping: %w", err)
 	}
 	return nil
 }
@@ -81,30 +87,5 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	// lives on its own context, ended by the hub or the peer.
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	defer cancel()
-	go s.keepAlive(ctx, c)
 	s.hub.Serve(ctx, wsTransport{c: c}, sess)
-}
-
-// keepAlive pings the peer every PingInterval and closes the connection when
-// a pong does not arrive within PongTimeout.
-func (s *Server) keepAlive(ctx context.Context, c *websocket.Conn) {
-	tick := time.NewTicker(s.cfg.PingInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		pctx, cancel := context.WithTimeout(ctx, s.cfg.PongTimeout)
-		err := c.Ping(pctx)
-		cancel()
-		if err != nil {
-			if ctx.Err() == nil {
-				s.log.Info("peer did not answer ping, closing", "err", err)
-				_ = c.Close(websocket.StatusCode(wire.CloseDeadPeer), "no pong")
-			}
-			return
-		}
-	}
 }

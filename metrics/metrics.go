@@ -22,6 +22,7 @@ type Metrics struct {
 	evictions      prometheus.Counter
 	storeLatency   prometheus.Histogram
 	storeFailures  prometheus.Counter
+	limited        *prometheus.CounterVec
 }
 
 // New creates the metrics and registers them on reg.
@@ -48,11 +49,13 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		storeLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tandem_store_append_seconds",
 			Help:    "Latency of appending changes to the store (group commit included).",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+		limited: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tandem_limited_total",
+			Help: "Times a connection hit a limit (messages dropped, documents refused, connections closed), by limit."}, []string{"limit"}),
 		storeFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "tandem_store_append_failures_total",
 			Help: "Failed appends to the store (retried; nothing is advertised before it succeeds)."}),
 	}
 	for _, c := range []prometheus.Collector{m.connections, m.connectionsTot, m.disconnects, m.messagesIn, m.messagesOut,
-		m.bytesIn, m.bytesOut, m.rooms, m.evictions, m.storeLatency, m.storeFailures} {
+		m.bytesIn, m.bytesOut, m.rooms, m.evictions, m.storeLatency, m.storeFailures, m.limited} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -77,6 +80,9 @@ func (m *Metrics) MessageOut(t string, n int) {
 	m.messagesOut.WithLabelValues(t).Inc()
 	m.bytesOut.Add(float64(n))
 }
+
+// Limited implements hub.Metrics.
+func (m *Metrics) Limited(limit string) { m.limited.WithLabelValues(limit).Inc() }
 
 // Disconnected implements hub.Metrics.
 func (m *Metrics) Disconnected(code int) { m.disconnects.WithLabelValues(strconv.Itoa(code)).Inc() }

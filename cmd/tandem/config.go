@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tandem-sync/tandem/sync/hub"
 )
 
 // Config is everything the binary reads from flags and the environment.
@@ -36,7 +38,10 @@ type Config struct {
 	LogFormat        string
 	PeerID           string
 	MaxFrameBytes    int64
-	QueueSize        int
+	QueueBytes       int64
+	MaxDocsPerConn   int
+	EphemeralRate    float64
+	EphemeralBurst   int
 	IdleTimeout      time.Duration
 	PingInterval     time.Duration
 	PongTimeout      time.Duration
@@ -107,11 +112,14 @@ func parseConfig(command string, args []string, getenv func(string) string, stde
 		}
 		fs.DurationVar(p, name, v, usage)
 	}
-	var queue int64
+	var maxDocs, ephRate, ephBurst int64
 	boolFlag(&c.AllowAnonymous, "allow-anonymous", "ALLOW_ANONYMOUS", "allow clients without a token (required beyond loopback when no token key is set)")
 	boolFlag(&c.MetricsAuth, "metrics-auth", "METRICS_AUTH", "require the admin key or an admin token for /metrics")
 	intFlag(&c.MaxFrameBytes, "max-frame-bytes", "MAX_FRAME_BYTES", 100<<20, "largest WebSocket frame accepted")
-	intFlag(&queue, "queue-size", "QUEUE_SIZE", 1024, "outbound messages queued per peer before it is dropped as slow")
+	intFlag(&c.QueueBytes, "queue-bytes", "QUEUE_BYTES", hub.DefaultQueueBytes, "outbound bytes queued per peer before it is dropped as slow (4001)")
+	intFlag(&maxDocs, "max-docs-per-conn", "MAX_DOCS_PER_CONN", hub.DefaultMaxDocs, "documents one connection may sync; more are answered doc-unavailable")
+	intFlag(&ephRate, "ephemeral-rate", "EPHEMERAL_RATE", hub.DefaultEphemeralRate, "ephemeral messages per second one connection may send; excess is dropped")
+	intFlag(&ephBurst, "ephemeral-burst", "EPHEMERAL_BURST", hub.DefaultEphemeralBurst, "ephemeral messages one connection may send at once")
 	intFlag(&c.CompactChanges, "compact-changes", "COMPACT_CHANGES", 1000, "logged changes per document that trigger compaction")
 	durFlag(&c.IdleTimeout, "idle-timeout", "IDLE_TIMEOUT", time.Minute, "how long a room without peers stays in memory")
 	durFlag(&c.PingInterval, "ping-interval", "PING_INTERVAL", 5*time.Second, "keepalive ping interval")
@@ -131,7 +139,10 @@ func parseConfig(command string, args []string, getenv func(string) string, stde
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
-	c.QueueSize = int(queue)
+	c.MaxDocsPerConn, c.EphemeralRate, c.EphemeralBurst = int(maxDocs), float64(ephRate), int(ephBurst)
+	if c.QueueBytes < 1024 || c.MaxDocsPerConn < 1 || c.EphemeralRate < 1 || c.EphemeralBurst < 1 {
+		return Config{}, errors.New("--queue-bytes must be at least 1024, and --max-docs-per-conn, --ephemeral-rate and --ephemeral-burst at least 1")
+	}
 	for _, u := range strings.Split(hooks, ",") {
 		if u = strings.TrimSpace(u); u != "" {
 			if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {

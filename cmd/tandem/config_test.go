@@ -23,7 +23,7 @@ func TestParseConfig(t *testing.T) {
 	}{
 		{name: "defaults", check: func(c Config) bool {
 			return c.Addr == "127.0.0.1:3030" && c.DataDir == "./tandem-data" && c.MaxFrameBytes == 100<<20 &&
-				c.IdleTimeout == time.Minute && c.QueueSize == 1024 && strings.HasPrefix(c.PeerID, "tandem-") &&
+				c.IdleTimeout == time.Minute && c.QueueBytes == 32<<20 && c.MaxDocsPerConn == 5000 && c.EphemeralRate == 100 && c.EphemeralBurst == 200 && strings.HasPrefix(c.PeerID, "tandem-") &&
 				c.WebhookRetention == 7*24*time.Hour
 		}},
 		{name: "PORT sets the port", env: map[string]string{"PORT": "4000"}, check: func(c Config) bool { return c.Addr == "127.0.0.1:4000" }},

@@ -53,11 +53,16 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Metrics:        mets,
 	})
 	h := hub.New(rooms, hub.Config{
-		PeerID:    wire.PeerID(cfg.PeerID),
-		StorageID: storageID,
-		QueueSize: cfg.QueueSize,
-		Logger:    log,
-		Metrics:   mets,
+		PeerID:         wire.PeerID(cfg.PeerID),
+		StorageID:      storageID,
+		QueueBytes:     cfg.QueueBytes,
+		MaxDocs:        cfg.MaxDocsPerConn,
+		EphemeralRate:  cfg.EphemeralRate,
+		EphemeralBurst: cfg.EphemeralBurst,
+		PingInterval:   cfg.PingInterval,
+		PongTimeout:    cfg.PongTimeout,
+		Logger:         log,
+		Metrics:        mets,
 	})
 	access, err := accessConfig(cfg, store)
 	if err != nil {
@@ -92,8 +97,6 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Access:        access,
 		Outbox:        outbox,
 		MaxFrameBytes: cfg.MaxFrameBytes,
-		PingInterval:  cfg.PingInterval,
-		PongTimeout:   cfg.PongTimeout,
 		StorePing:     storePing(store),
 		Catalog:       store,
 		Gatherer:      promReg,

@@ -15,15 +15,17 @@ import (
 )
 
 // Conn is one peer connection. Its reader runs on the goroutine that called
-// Hub.Serve; its writer drains a bounded queue on a goroutine of its own, so
-// that rooms never block on a socket. Conn implements room.Peer.
+// Hub.Serve; writes go through a queue bounded in bytes, drained by a writer
+// goroutine that runs only while there is something to write, so that rooms
+// never block on a socket and an idle connection is one goroutine. Conn
+// implements room.Peer.
 type Conn struct {
 	hub  *Hub
 	t    Transport
 	log  *slog.Logger
 	sess Session
 
-	out       chan outItem
+	out       outQueue
 	closed    chan struct{}
 	closeOnce sync.Once
 	ending    atomic.Bool // Fail was called: nothing more is queued
@@ -33,28 +35,30 @@ type Conn struct {
 	peerID atomic.Value // wire.PeerID
 	meta   wire.PeerMetadata
 
-	// Owned by the reader goroutine: documents this connection synced.
-	docs map[wire.DocID]struct{}
-}
+	// For keepalive: when the reader last received a frame (unix
+	// nanoseconds), and whether it is handing one to a room right now
+	// (blocked while the room's inbox is full). Either shows the peer alive
+	// even when a pong could not be read in time.
+	lastFrame  atomic.Int64
+	delivering atomic.Bool
 
-// outItem is a message to write, or the instruction to close after what
-// was queued before it has been written.
-type outItem struct {
-	msg    wire.Message
-	close  bool
-	code   wire.CloseCode
-	reason string
+	// Owned by the reader goroutine: documents this connection synced, and
+	// its ephemeral rate limit.
+	docs      map[wire.DocID]struct{}
+	ephemeral ephemeralLimit
+	warnedMax bool // the peer was told it reached MaxDocs
 }
 
 func newConn(h *Hub, t Transport, sess Session) *Conn {
 	return &Conn{
-		hub:    h,
-		t:      t,
-		sess:   sess,
-		log:    h.log,
-		out:    make(chan outItem, h.cfg.QueueSize),
-		closed: make(chan struct{}),
-		docs:   make(map[wire.DocID]struct{}),
+		hub:       h,
+		t:         t,
+		sess:      sess,
+		log:       h.log,
+		out:       outQueue{max: h.cfg.QueueBytes},
+		closed:    make(chan struct{}),
+		docs:      make(map[wire.DocID]struct{}),
+		ephemeral: ephemeralLimit{rate: h.cfg.EphemeralRate, burst: float64(h.cfg.EphemeralBurst)},
 	}
 }
 
@@ -99,15 +103,11 @@ func (c *Conn) sendError(reason string) {
 }
 
 func (c *Conn) enqueueItem(it outItem) {
-	select {
-	case <-c.closed:
-		return
-	default:
-	}
-	select {
-	case c.out <- it:
-	default:
-		c.log.Warn("peer too slow, disconnecting", "peer", string(c.ID()), "queue", cap(c.out))
+	switch c.out.push(it, c.writeLoop) {
+	case dropped:
+		c.hub.cfg.Metrics.Limited(LimitEphemeralBacklog)
+	case overflow:
+		c.log.Warn("peer too slow, disconnecting", "peer", string(c.ID()), "queued_bytes", c.out.queued())
 		c.close(wire.CloseSlowConsumer, "outbound queue full")
 	}
 }
@@ -116,6 +116,7 @@ func (c *Conn) enqueueItem(it outItem) {
 func (c *Conn) close(code wire.CloseCode, reason string) {
 	c.closeOnce.Do(func() {
 		close(c.closed)
+		c.out.shut()
 		if code != wire.CloseNormal {
 			c.hub.cfg.Metrics.Disconnected(int(code))
 		}
@@ -126,11 +127,6 @@ func (c *Conn) close(code wire.CloseCode, reason string) {
 }
 
 func (c *Conn) serve(ctx context.Context) {
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
-		c.writeLoop()
-	}()
 	if !c.sess.Expires.IsZero() {
 		expiry := time.AfterFunc(time.Until(c.sess.Expires), func() {
 			c.log.Info("access token expired, closing", "peer", string(c.ID()), "subject", c.sess.Subject)
@@ -142,10 +138,12 @@ func (c *Conn) serve(ctx context.Context) {
 		c.leaveRooms()
 		// Let the writer send what was queued before a close (an error
 		// message, say), but not for longer than one write may take.
-		select {
-		case <-writerDone:
-		case <-time.After(c.hub.cfg.WriteTimeout):
-			c.close(wire.CloseNormal, "")
+		if w := c.out.writer(); w != nil {
+			select {
+			case <-w:
+			case <-time.After(c.hub.cfg.WriteTimeout):
+				c.close(wire.CloseNormal, "")
+			}
 		}
 	}()
 	for {
@@ -157,6 +155,7 @@ func (c *Conn) serve(ctx context.Context) {
 			c.close(wire.CloseNormal, "")
 			return
 		}
+		c.lastFrame.Store(time.Now().UnixNano())
 		select {
 		case <-c.closed:
 			return
@@ -192,37 +191,36 @@ func (c *Conn) expired() bool {
 	return !c.sess.Expires.IsZero() && !time.Now().Before(c.sess.Expires)
 }
 
+// writeLoop writes what the queue holds until it is empty, then ends; push
+// starts it again when there is more.
 func (c *Conn) writeLoop() {
 	for {
-		select {
-		case it := <-c.out:
-			if it.close {
-				c.close(it.code, it.reason)
-				return
-			}
-			frame, err := wire.Encode(it.msg)
-			if err != nil {
-				c.log.Error("encode message", "type", it.msg.Type, "err", err)
-				continue
-			}
-			wctx, cancel := context.WithTimeout(context.Background(), c.hub.cfg.WriteTimeout)
-			err = c.t.Write(wctx, frame)
-			cancel()
-			if err == nil {
-				c.hub.cfg.Metrics.MessageOut(it.msg.Type, len(frame))
-			}
-			if err != nil {
-				if wctx.Err() != nil {
-					c.log.Warn("write timed out, disconnecting", "peer", string(c.ID()))
-					c.close(wire.CloseSlowConsumer, "write timed out")
-				} else {
-					c.close(wire.CloseNormal, "")
-				}
-				return
-			}
-		case <-c.closed:
+		it, ok := c.out.pop()
+		if !ok {
 			return
 		}
+		if it.close {
+			c.close(it.code, it.reason)
+			continue // pop now ends the loop
+		}
+		frame, err := wire.Encode(it.msg)
+		if err != nil {
+			c.log.Error("encode message", "type", it.msg.Type, "err", err)
+			continue
+		}
+		wctx, cancel := context.WithTimeout(context.Background(), c.hub.cfg.WriteTimeout)
+		err = c.t.Write(wctx, frame)
+		cancel()
+		if err != nil {
+			if wctx.Err() != nil {
+				c.log.Warn("write timed out, disconnecting", "peer", string(c.ID()))
+				c.close(wire.CloseSlowConsumer, "write timed out")
+			} else {
+				c.close(wire.CloseNormal, "")
+			}
+			continue
+		}
+		c.hub.cfg.Metrics.MessageOut(it.msg.Type, len(frame))
 	}
 }
 
@@ -259,12 +257,34 @@ func (c *Conn) handle(ctx context.Context, msg wire.Message) error {
 			c.Send(wire.Message{Type: wire.TypeDocUnavailable, DocumentID: id})
 			return nil
 		}
+		if _, ok := c.docs[id]; !ok && len(c.docs) >= c.hub.cfg.MaxDocs {
+			c.hub.cfg.Metrics.Limited(LimitDocs)
+			if !c.warnedMax {
+				c.warnedMax = true
+				c.sendError(fmt.Sprintf("this connection has %d documents open, the server's limit: further documents are answered doc-unavailable", len(c.docs)))
+			}
+			c.Send(wire.Message{Type: wire.TypeDocUnavailable, DocumentID: id})
+			return nil
+		}
 		c.docs[id] = struct{}{}
-		if err := c.hub.rooms.Sync(ctx, c, msg, access == AccessRead); err != nil {
+		c.delivering.Store(true)
+		err = c.hub.rooms.Sync(ctx, c, msg, access == AccessRead)
+		c.delivering.Store(false)
+		if err != nil {
 			c.close(wire.CloseGoingAway, "server shutting down")
 			return fmt.Errorf("deliver to room: %w", err)
 		}
 	case wire.TypeEphemeral:
+		ok, flooding := c.ephemeral.allow(time.Now())
+		if flooding {
+			c.hub.cfg.Metrics.Limited(LimitEphemeralFlood)
+			c.Fail(wire.ClosePolicyViolation, "ephemeral messages far over the rate limit")
+			return errors.New("ephemeral flood")
+		}
+		if !ok {
+			c.hub.cfg.Metrics.Limited(LimitEphemeralRate)
+			return nil
+		}
 		c.relay(msg)
 	default:
 		// doc-unavailable from a client, remote-* gossip (the official
@@ -288,7 +308,12 @@ func (c *Conn) join(msg wire.Message) error {
 	if msg.PeerMetadata != nil {
 		c.meta = *msg.PeerMetadata
 	}
-	if old := c.hub.register(c); old != nil {
+	old, ok := c.hub.register(c)
+	if !ok {
+		c.Fail(wire.ClosePeerIDInUse, "peer ID in use by another principal's connection")
+		return fmt.Errorf("peer ID %s in use by another principal", msg.SenderID)
+	}
+	if old != nil {
 		old.close(wire.CloseReplaced, "replaced by a newer connection with the same peer ID")
 	}
 	c.Send(wire.Message{

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"sync"
+	"time"
 
 	"github.com/tandem-sync/tandem/sync/wire"
 )
@@ -39,4 +40,39 @@ func (e *ephemeralSeen) fresh(msg wire.Message) bool {
 	}
 	e.counts[k] = msg.Count
 	return true
+}
+
+// ephemeralLimit is one connection's token bucket for the ephemeral
+// messages it sends: rate per second, up to burst at once. It is owned by
+// the connection's reader goroutine.
+type ephemeralLimit struct {
+	rate, burst float64
+	tokens      float64
+	last        time.Time
+	// debt grows by one for every message dropped and shrinks by one for
+	// every message let through; past floodDebt the sender is not bursting
+	// but flooding, and is disconnected.
+	debt int
+}
+
+// floodDebt returns how many more messages than it let through a connection
+// may have had dropped before it counts as a flooder: five bursts' worth.
+func (l *ephemeralLimit) floodDebt() int { return 5 * int(l.burst) }
+
+// allow reports whether a message sent at now fits the rate, and whether
+// the connection is flooding.
+func (l *ephemeralLimit) allow(now time.Time) (ok, flooding bool) {
+	if l.last.IsZero() {
+		l.tokens = l.burst
+	} else {
+		l.tokens = min(l.burst, l.tokens+now.Sub(l.last).Seconds()*l.rate)
+	}
+	l.last = now
+	if l.tokens >= 1 {
+		l.tokens--
+		l.debt = max(0, l.debt-1)
+		return true, false
+	}
+	l.debt++
+	return false, l.debt > l.floodDebt()
 }

@@ -10,6 +10,16 @@ import (
 	"github.com/tandem-sync/tandem/sync/wire"
 )
 
+// Defaults for the zero values of Config.
+const (
+	DefaultQueueBytes     = 32 << 20
+	DefaultMaxDocs        = 5000
+	DefaultEphemeralRate  = 100
+	DefaultEphemeralBurst = 200
+	DefaultPingInterval   = 5 * time.Second
+	DefaultPongTimeout    = 10 * time.Second
+)
+
 // Config tunes the hub. The zero value of each field selects its default.
 type Config struct {
 	// PeerID is the server's peer ID, sent in peer messages. Empty means
@@ -18,10 +28,30 @@ type Config struct {
 	// StorageID is the store's storage ID, advertised in peer metadata so
 	// that clients keep their sync state for this server. Required.
 	StorageID string
-	// QueueSize bounds each connection's outbound queue, in messages; a
-	// peer whose queue is full is disconnected with CloseSlowConsumer.
-	// Zero means 1024.
-	QueueSize int
+	// QueueBytes bounds each connection's outbound queue, in bytes of
+	// payload: a peer whose queue would pass it is disconnected with
+	// CloseSlowConsumer (one message larger than the bound still goes
+	// through an empty queue). Ephemeral messages for a peer whose queue is
+	// half full are dropped instead. Zero means DefaultQueueBytes.
+	QueueBytes int64
+	// MaxDocs bounds the documents one connection may sync; further
+	// documents are answered doc-unavailable, with one error message. Zero
+	// means DefaultMaxDocs.
+	MaxDocs int
+	// EphemeralRate and EphemeralBurst are each connection's token bucket
+	// for the ephemeral messages it sends: per second, and at once. Excess
+	// messages are dropped; a connection that keeps sending at many times
+	// the rate is closed with ClosePolicyViolation. Zero means
+	// DefaultEphemeralRate and DefaultEphemeralBurst.
+	EphemeralRate  float64
+	EphemeralBurst int
+	// PingInterval is how often every peer is pinged. Zero means
+	// DefaultPingInterval; negative turns keepalive off.
+	PingInterval time.Duration
+	// PongTimeout is how long a ping's pong may take before the peer is
+	// closed with CloseDeadPeer, unless it sent a frame meanwhile or its
+	// connection is waiting for a busy room. Zero means DefaultPongTimeout.
+	PongTimeout time.Duration
 	// WriteTimeout bounds each frame write. Zero means 10 s.
 	WriteTimeout time.Duration
 	// Logger receives connection events. Nil discards them.
@@ -41,6 +71,8 @@ type Hub struct {
 	byPeer map[wire.PeerID]*Conn // the current connection of each joined peer
 	all    map[*Conn]struct{}
 	closed bool
+
+	stop, done chan struct{} // the keepalive loop's
 }
 
 // New returns a hub that hands documents to rooms.
@@ -48,8 +80,23 @@ func New(rooms *room.Registry, cfg Config) *Hub {
 	if cfg.PeerID == "" {
 		cfg.PeerID = "tandem"
 	}
-	if cfg.QueueSize <= 0 {
-		cfg.QueueSize = 1024
+	if cfg.QueueBytes <= 0 {
+		cfg.QueueBytes = DefaultQueueBytes
+	}
+	if cfg.MaxDocs <= 0 {
+		cfg.MaxDocs = DefaultMaxDocs
+	}
+	if cfg.EphemeralRate <= 0 {
+		cfg.EphemeralRate = DefaultEphemeralRate
+	}
+	if cfg.EphemeralBurst <= 0 {
+		cfg.EphemeralBurst = DefaultEphemeralBurst
+	}
+	if cfg.PingInterval == 0 {
+		cfg.PingInterval = DefaultPingInterval
+	}
+	if cfg.PongTimeout <= 0 {
+		cfg.PongTimeout = DefaultPongTimeout
 	}
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = 10 * time.Second
@@ -60,14 +107,18 @@ func New(rooms *room.Registry, cfg Config) *Hub {
 	if cfg.Metrics == nil {
 		cfg.Metrics = noMetrics{}
 	}
-	return &Hub{
+	h := &Hub{
 		cfg:    cfg,
 		rooms:  rooms,
 		log:    cfg.Logger,
 		seen:   newEphemeralSeen(100_000),
 		byPeer: make(map[wire.PeerID]*Conn),
 		all:    make(map[*Conn]struct{}),
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
 	}
+	go h.keepAlive()
+	return h
 }
 
 // Serve runs one connection until it ends: it reads and handles frames on
@@ -96,6 +147,9 @@ func (h *Hub) Len() int {
 // Close disconnects every peer with CloseGoingAway and refuses new ones.
 func (h *Hub) Close() {
 	h.mu.Lock()
+	if !h.closed {
+		close(h.stop)
+	}
 	h.closed = true
 	conns := make([]*Conn, 0, len(h.all))
 	for c := range h.all {
@@ -105,6 +159,7 @@ func (h *Hub) Close() {
 	for _, c := range conns {
 		c.close(wire.CloseGoingAway, "server shutting down")
 	}
+	<-h.done
 }
 
 func (h *Hub) track(c *Conn) bool {
@@ -163,11 +218,33 @@ func (h *Hub) DisconnectDoc(doc wire.DocID) []Session {
 }
 
 // register makes c the connection of its peer ID and returns the one it
-// replaces, if any.
-func (h *Hub) register(c *Conn) *Conn {
+// replaces, if any, or reports false (registering nothing) when that
+// connection belongs to someone else (see mayReplace).
+func (h *Hub) register(c *Conn) (old *Conn, ok bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	old := h.byPeer[c.ID()]
+	old = h.byPeer[c.ID()]
+	if old != nil && !mayReplace(c.sess, old.sess) {
+		return nil, false
+	}
 	h.byPeer[c.ID()] = c
-	return old
+	return old, true
+}
+
+// mayReplace reports whether a connection with session s may take over the
+// peer ID of a connection with session old. Anonymous peers always may, as
+// with the official server (a reconnecting client reuses its peer ID while
+// the server may not have noticed its old connection dying yet). Once a
+// token is involved, only the same principal may: the same token, or tokens
+// with the same non-empty subject, so that nobody can knock another user's
+// connection off by joining with its peer ID.
+func mayReplace(s, old Session) bool {
+	switch {
+	case s.TokenID == "" && old.TokenID == "" && s.Subject == "" && old.Subject == "":
+		return true
+	case s.TokenID != "" && s.TokenID == old.TokenID:
+		return true
+	default:
+		return s.Subject != "" && s.Subject == old.Subject
+	}
 }

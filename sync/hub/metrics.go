@@ -12,7 +12,23 @@ type Metrics interface {
 	MessageOut(msgType string, bytes int)
 	// Disconnected counts connections the server closed, by close code.
 	Disconnected(code int)
+	// Limited counts the times a connection hit one of the limits
+	// (LimitDocs, LimitEphemeralRate, ...).
+	Limited(limit string)
 }
+
+// The limits Metrics.Limited counts.
+const (
+	// LimitDocs: a document refused because its connection had MaxDocs.
+	LimitDocs = "docs_per_connection"
+	// LimitEphemeralRate: an ephemeral message dropped over the rate limit.
+	LimitEphemeralRate = "ephemeral_rate"
+	// LimitEphemeralFlood: a connection closed for flooding ephemerals.
+	LimitEphemeralFlood = "ephemeral_flood"
+	// LimitEphemeralBacklog: a relayed ephemeral message dropped because
+	// its recipient's queue was backed up.
+	LimitEphemeralBacklog = "ephemeral_backlog"
+)
 
 type noMetrics struct{}
 
@@ -21,3 +37,4 @@ func (noMetrics) ConnClosed()            {}
 func (noMetrics) MessageIn(string, int)  {}
 func (noMetrics) MessageOut(string, int) {}
 func (noMetrics) Disconnected(int)       {}
+func (noMetrics) Limited(string)         {}

@@ -34,6 +34,9 @@ type Transport interface {
 	Read(ctx context.Context) (FrameKind, []byte, error)
 	// Write sends one binary frame; ctx carries the write deadline.
 	Write(ctx context.Context, frame []byte) error
+	// Ping sends a keepalive ping and waits for its pong until ctx ends. It
+	// may be called from any goroutine, while Read and Write run.
+	Ping(ctx context.Context) error
 	// Close ends the connection with a close code and reason.
 	Close(code wire.CloseCode, reason string) error
 }

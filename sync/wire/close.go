@@ -20,6 +20,10 @@ const (
 	// CloseInvalidData: a frame was not valid CBOR, or a sync message's data
 	// was not a valid Automerge sync message. Nothing from it was stored.
 	CloseInvalidData CloseCode = 1007
+	// ClosePolicyViolation: the peer kept exceeding a limit that is
+	// otherwise enforced by dropping (ephemeral messages far over the rate
+	// limit). Reconnecting is allowed; flooding again closes again.
+	ClosePolicyViolation CloseCode = 1008
 	// CloseTooBig: a frame exceeded the server's frame size limit.
 	CloseTooBig CloseCode = 1009
 	// CloseInternalError: the server failed unexpectedly.
@@ -35,6 +39,10 @@ const (
 	CloseReplaced CloseCode = 4002
 	// CloseDeadPeer: the peer did not answer keepalive pings in time.
 	CloseDeadPeer CloseCode = 4003
+	// ClosePeerIDInUse: the peer ID is connected already under another
+	// principal's token; only the same token or subject may replace a
+	// connection. Pick another peer ID.
+	ClosePeerIDInUse CloseCode = 4409
 	// CloseTokenExpired: the connection's access token expired. Reconnect
 	// with a fresh token.
 	CloseTokenExpired CloseCode = 4401

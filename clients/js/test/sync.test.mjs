@@ -519,7 +519,7 @@ test("8b. a second connection with the same peer ID replaces the first (4002) an
 
 test("9. a slow consumer is disconnected with 4001; others are unaffected", async t => {
   const sc = scope(t)
-  const srv = await sc.server({ args: ["--queue-size", "8"] })
+  const srv = await sc.server({ args: ["--queue-bytes", "1048576"] })
   const w0 = sc.repo({ url: srv.url })
   const hw0 = w0.create({ slow: true })
   await serverAcked(w0, hw0)
