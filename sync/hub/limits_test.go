@@ -227,3 +227,29 @@ func TestKeepaliveSparesPeersOfBusyRooms(t *testing.T) {
 	default:
 	}
 }
+
+// TestRejoinNeedsTheSamePrincipal: with tokens, a peer ID is taken over only
+// by the same token or subject; anyone else is refused with 4409 and the
+// connection that has it stays.
+func TestRejoinNeedsTheSamePrincipal(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, hub.Config{})
+	alice := hub.Session{TokenID: "t-alice-1", Subject: "alice"}
+	first := e.joinAs("peer-shared", alice)
+
+	mallory := e.connect(newPipe())
+	mallory.id = "peer-shared"
+	mallory.send(wire.Message{Type: wire.TypeJoin, SenderID: mallory.id})
+	mallory.expect(wire.TypeError)
+	mallory.expectClosed(wire.ClosePeerIDInUse)
+	select {
+	case <-first.p.closed:
+		t.Fatalf("the first connection was closed (%d) by another principal's join", first.p.code)
+	default:
+	}
+	first.open(wire.NewDocID()) // still served
+
+	// The same subject with a fresh token (a reconnect) takes it over.
+	e.joinAs("peer-shared", hub.Session{TokenID: "t-alice-2", Subject: "alice"})
+	first.expectClosed(wire.CloseReplaced)
+}
