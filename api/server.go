@@ -60,6 +60,7 @@ type Server struct {
 	log      *slog.Logger
 	router   chi.Router
 	draining atomic.Bool
+	frames   *frameReader
 }
 
 // NewServer returns the HTTP handler for a hub and its rooms.
@@ -76,7 +77,7 @@ func NewServer(h *hub.Hub, rooms *room.Registry, cfg Config) *Server {
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 30 * time.Second
 	}
-	s := &Server{cfg: cfg, hub: h, rooms: rooms, log: cfg.Logger}
+	s := &Server{cfg: cfg, hub: h, rooms: rooms, log: cfg.Logger, frames: newFrameReader(cfg.MaxFrameBytes)}
 	r := chi.NewRouter()
 	r.Get("/healthz", s.healthz)
 	r.Get("/readyz", s.readyz)

@@ -14,11 +14,21 @@ import (
 
 // wsTransport adapts a coder/websocket connection to hub.Transport.
 type wsTransport struct {
-	c *websocket.Conn
+	c      *websocket.Conn
+	frames *frameReader
 }
 
 func (t wsTransport) Read(ctx context.Context) (hub.FrameKind, []byte, error) {
-	typ, data, err := t.c.Read(ctx)
+	typ, r, err := t.c.Reader(ctx)
+	var data []byte
+	if err == nil {
+		data, err = t.frames.read(r)
+	}
+	if errors.Is(err, errFrameTooBig) {
+		// As coder/websocket does for a frame it finds over the limit.
+		_ = t.c.Close(websocket.StatusMessageTooBig, "frame too large")
+		return 0, nil, fmt.Errorf("websocket read: %w", err)
+	}
 	if err != nil {
 		if websocket.CloseStatus(err) != -1 || errors.Is(err, context.Canceled) {
 			return 0, nil, fmt.Errorf("%w: %v", hub.ErrTransportClosed, err)
@@ -87,5 +97,5 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	// lives on its own context, ended by the hub or the peer.
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	defer cancel()
-	s.hub.Serve(ctx, wsTransport{c: c}, sess)
+	s.hub.Serve(ctx, wsTransport{c: c, frames: s.frames}, sess)
 }

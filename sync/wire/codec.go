@@ -49,7 +49,7 @@ type wireMessage struct {
 	SenderID                  PeerID          `cbor:"senderId"`
 	TargetID                  PeerID          `cbor:"targetId"`
 	DocumentID                DocID           `cbor:"documentId"`
-	Data                      []byte          `cbor:"data"` // tag 64 (typed array) is skipped
+	Data                      frameBytes      `cbor:"data"` // tag 64 (typed array) is skipped
 	PeerMetadata              *wirePeerMeta   `cbor:"peerMetadata"`
 	SupportedProtocolVersions []string        `cbor:"supportedProtocolVersions"`
 	SelectedProtocolVersion   string          `cbor:"selectedProtocolVersion"`
@@ -76,8 +76,10 @@ type wirePeerMeta struct {
 //
 // Decode checks only the CBOR structure, not whether a message has the
 // fields its type needs, and it does not validate DocumentID (see
-// ParseDocID). Every error wraps ErrMalformed. The returned Message does not
-// alias frame.
+// ParseDocID). Every error wraps ErrMalformed. The returned Message's Data
+// aliases frame, so that a frame costs its size once, not twice: the caller
+// must not change or reuse frame while the message is in use. (Its capacity
+// is its length, so appending to Data never writes into frame.)
 func Decode(frame []byte) (Message, error) {
 	if len(frame) == 0 {
 		return Message{}, fmt.Errorf("%w: empty frame", ErrMalformed)
@@ -104,7 +106,7 @@ func Decode(frame []byte) (Message, error) {
 		SenderID:                  w.SenderID,
 		TargetID:                  w.TargetID,
 		DocumentID:                w.DocumentID,
-		Data:                      w.Data,
+		Data:                      []byte(w.Data),
 		SupportedProtocolVersions: w.SupportedProtocolVersions,
 		SelectedProtocolVersion:   w.SelectedProtocolVersion,
 		ErrorMessage:              w.Message,
@@ -115,6 +117,72 @@ func Decode(frame []byte) (Message, error) {
 		m.PeerMetadata = &PeerMetadata{StorageID: w.PeerMetadata.StorageID, IsEphemeral: w.PeerMetadata.IsEphemeral}
 	}
 	return m, nil
+}
+
+// frameBytes is a byte string decoded without a copy: it aliases the
+// frame it was decoded from (a sync message's data is most of its frame, so
+// copying it would double what a frame costs). Tags (cbor-x writes tag 64,
+// a typed array, around byte strings) are skipped; an indefinite-length
+// byte string, made of chunks, is the one case that is copied.
+type frameBytes []byte
+
+// UnmarshalCBOR implements cbor.Unmarshaler. raw is one well-formed item
+// (the decoder checked it), a slice of the frame.
+func (b *frameBytes) UnmarshalCBOR(raw []byte) error {
+	for len(raw) > 0 && raw[0]>>5 == 6 { // tag: skip its head
+		n, _, err := head(raw)
+		if err != nil {
+			return err
+		}
+		raw = raw[n:]
+	}
+	if len(raw) == 0 {
+		return errors.New("cbor: data: empty item")
+	}
+	switch {
+	case raw[0] == 0xf6 || raw[0] == 0xf7: // null, undefined: absent
+		*b = nil
+		return nil
+	case raw[0] == 0x5f: // indefinite length: concatenate the chunks
+		var out []byte
+		for rest := raw[1:]; len(rest) > 0 && rest[0] != 0xff; {
+			n, l, err := head(rest)
+			if err != nil || rest[0]>>5 != 2 || uint64(len(rest)-n) < l {
+				return errors.New("cbor: data: bad byte string chunk")
+			}
+			out = append(out, rest[n:n+int(l)]...)
+			rest = rest[n+int(l):]
+		}
+		*b = out
+		return nil
+	case raw[0]>>5 == 2:
+		n, l, err := head(raw)
+		if err != nil || uint64(len(raw)-n) < l {
+			return errors.New("cbor: data: truncated byte string")
+		}
+		*b = raw[n : n+int(l) : n+int(l)]
+		return nil
+	}
+	return &cbor.UnmarshalTypeError{CBORType: "non-byte-string", GoType: "[]byte"}
+}
+
+// head parses a CBOR item head: its length in bytes and its argument.
+func head(b []byte) (n int, arg uint64, err error) {
+	switch ai := b[0] & 0x1f; {
+	case ai < 24:
+		return 1, uint64(ai), nil
+	case ai == 24 && len(b) >= 2:
+		return 2, uint64(b[1]), nil
+	case ai == 25 && len(b) >= 3:
+		return 3, uint64(binary.BigEndian.Uint16(b[1:])), nil
+	case ai == 26 && len(b) >= 5:
+		return 5, uint64(binary.BigEndian.Uint32(b[1:])), nil
+	case ai == 27 && len(b) >= 9:
+		return 9, binary.BigEndian.Uint64(b[1:]), nil
+	case ai == 31:
+		return 1, 0, nil
+	}
+	return 0, 0, errors.New("cbor: bad item head")
 }
 
 // isTypeError is separate so that Decode's success path does not allocate.

@@ -223,18 +223,54 @@ func TestDecodeErrors(t *testing.T) {
 	}
 }
 
-func TestDecodeDoesNotAlias(t *testing.T) {
+func TestDecodeAliasesData(t *testing.T) {
 	t.Parallel()
 	frame := append([]byte(nil), cborxSync...)
 	m, err := Decode(frame)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if !bytes.Equal(m.Data, []byte{0x42, 1, 2, 3}) || cap(m.Data) != len(m.Data) {
+		t.Fatalf("data %x (cap %d), want 42010203 with no spare capacity", m.Data, cap(m.Data))
+	}
+	sender := m.SenderID
 	for i := range frame {
 		frame[i] = 0
 	}
-	if !bytes.Equal(m.Data, []byte{0x42, 1, 2, 3}) || m.SenderID != "peer-A" {
-		t.Errorf("message changed with the frame: %#v", m)
+	if !bytes.Equal(m.Data, []byte{0, 0, 0, 0}) {
+		t.Errorf("data %x was copied, want it to alias the frame", m.Data)
+	}
+	if m.SenderID != sender || sender != "peer-A" {
+		t.Errorf("strings changed with the frame: %q", m.SenderID)
+	}
+	// Appending to Data never writes into the frame.
+	_ = append(m.Data, 9)
+	if frame[len(frame)-1] != 0 && bytes.Contains(frame, []byte{9}) {
+		t.Error("append wrote into the frame")
+	}
+}
+
+func TestDecodeDataForms(t *testing.T) {
+	t.Parallel()
+	// {"type":"sync","data":<form>}: definite, tagged (cbor-x's tag 64),
+	// indefinite-length chunks, null.
+	prefix := append([]byte{0xa2, 0x64}, "type"...)
+	prefix = append(append(prefix, 0x64), "sync"...)
+	prefix = append(append(prefix, 0x64), "data"...)
+	for _, tt := range []struct {
+		name string
+		item []byte
+		want []byte
+	}{
+		{"definite", []byte{0x43, 1, 2, 3}, []byte{1, 2, 3}},
+		{"tag 64", []byte{0xd8, 0x40, 0x42, 4, 5}, []byte{4, 5}},
+		{"chunks", []byte{0x5f, 0x41, 6, 0x42, 7, 8, 0xff}, []byte{6, 7, 8}},
+		{"null", []byte{0xf6}, nil},
+	} {
+		m, err := Decode(append(append([]byte(nil), prefix...), tt.item...))
+		if err != nil || !bytes.Equal(m.Data, tt.want) {
+			t.Errorf("%s: data %x, %v; want %x", tt.name, m.Data, err, tt.want)
+		}
 	}
 }
 

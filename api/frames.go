@@ -1,0 +1,75 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/tandem-sync/tandem/sync/wire"
+)
+
+// firstChunk is how much of a frame is read before deciding how big a
+// buffer it needs: most frames fit whole.
+const firstChunk = 32 << 10
+
+// errFrameTooBig is a frame refused before it was read whole, because its
+// own header says it is over the limit.
+var errFrameTooBig = errors.New("frame over the size limit")
+
+// frameReader reads WebSocket messages into buffers of about their size:
+// small ones through a shared scratch chunk and then an exact copy, large
+// ones into one buffer sized from the frame's CBOR header (wire.SizeHint),
+// so that a frame costs about its size once instead of the doubling growth
+// of io.ReadAll. A frame whose header declares more than limit is refused
+// before it is buffered.
+type frameReader struct {
+	limit int64
+	// chunks holds firstChunk-byte scratch buffers; one per connection
+	// reading at any moment, shared by all.
+	chunks sync.Pool
+}
+
+func newFrameReader(limit int64) *frameReader {
+	fr := &frameReader{limit: limit}
+	fr.chunks.New = func() any { b := make([]byte, firstChunk); return &b }
+	return fr
+}
+
+// read reads one whole message from r.
+func (fr *frameReader) read(r io.Reader) ([]byte, error) {
+	chunk := fr.chunks.Get().(*[]byte)
+	defer fr.chunks.Put(chunk)
+	n, err := io.ReadFull(r, *chunk)
+	switch {
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		return append([]byte(nil), (*chunk)[:n]...), nil
+	case err != nil:
+		return nil, err
+	}
+	size := int64(2 * n) // no estimate: start at twice what was read
+	if hint, ok := wire.SizeHint((*chunk)[:n]); ok {
+		if int64(hint) > fr.limit+1024 { // the hint allows slack; the transport enforces the exact limit
+			return nil, fmt.Errorf("%w: its header declares about %d bytes, the limit is %d", errFrameTooBig, hint, fr.limit)
+		}
+		size = int64(hint)
+	}
+	frame := make([]byte, n, min(size, fr.limit+1))
+	copy(frame, *chunk)
+	for {
+		if len(frame) == cap(frame) {
+			// The estimate was short: grow by a quarter, not double.
+			grown := make([]byte, len(frame), min(int64(cap(frame))+int64(cap(frame))/4+firstChunk, fr.limit+1))
+			copy(grown, frame)
+			frame = grown
+		}
+		m, err := r.Read(frame[len(frame):cap(frame)])
+		frame = frame[:len(frame)+m]
+		if errors.Is(err, io.EOF) {
+			return frame, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
