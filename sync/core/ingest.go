@@ -191,6 +191,10 @@ func (d *Doc) plan(batch []*changeChunk, from *SyncState, level int, hold bool) 
 		}
 		p.hold = append(p.hold, k.c)
 	}
+	if w := p.tx.keyWork(); w > uint64(d.limits.MaxKeyWork) {
+		return nil, fmt.Errorf("%w: the changes write one key so often that applying them would take the core about %d steps (more than %d)",
+			ErrLimitExceeded, w, d.limits.MaxKeyWork)
+	}
 	if n, size := len(p.hold), holdBytes(p.hold); n > d.limits.MaxPendingChanges || size > d.limits.MaxPendingBytes {
 		return nil, fmt.Errorf("%w: %d changes (%d bytes) wait for their dependencies, more than a document holds (%d, %d bytes)",
 			ErrLimitExceeded, n, size, d.limits.MaxPendingChanges, d.limits.MaxPendingBytes)
@@ -497,11 +501,13 @@ func (d *Doc) Import(body []byte) error {
 // silently stops at a truncated or trailing piece and silently holds back
 // changes whose dependencies are missing; the hashes let a caller notice
 // both.
-func ChunkHashes(b []byte) ([]Hash, error) {
+func ChunkHashes(b []byte) ([]Hash, error) { return chunkHashes(b, DefaultLimits()) }
+
+func chunkHashes(b []byte, lim Limits) ([]Hash, error) {
 	if len(b) == 0 {
 		return nil, errors.New("no chunks")
 	}
-	lim := DefaultLimits()
+	lim = lim.withDefaults()
 	chunks, err := splitChunks(b)
 	if err != nil {
 		return nil, err

@@ -2,9 +2,12 @@ package core
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math"
+	"slices"
 )
 
 // Limits bound what one change, message, import or document may make the
@@ -36,6 +39,14 @@ type Limits struct {
 	// not fit is refused.
 	MaxPendingChanges int
 	MaxPendingBytes   int
+	// MaxKeyWork bounds the sum over the keys a message (or import) writes
+	// of n*n/2, n being its ops on that key other than inserts (default
+	// 1<<27, about a second of the core's time). The core keeps every op on a key, overwritten ones too, and
+	// scans them for each new one: n such ops cost it about n*n/2 steps, so
+	// a few bytes of run-length encoded ops on one key could take it
+	// hours. An editor needs n in the thousands at most (a counter
+	// incremented that often in one history).
+	MaxKeyWork int
 }
 
 // DefaultLimits returns the limits that zero fields of a Limits stand for.
@@ -48,6 +59,7 @@ func DefaultLimits() Limits {
 		MaxDecompressedBytes: 256 << 20,
 		MaxPendingChanges:    1 << 16,
 		MaxPendingBytes:      64 << 20,
+		MaxKeyWork:           1 << 27,
 	}
 }
 
@@ -57,7 +69,7 @@ func (l Limits) withDefaults() Limits {
 		{&l.MaxOpsPerChange, &d.MaxOpsPerChange}, {&l.MaxPredsPerOp, &d.MaxPredsPerOp},
 		{&l.MaxOpsPerMessage, &d.MaxOpsPerMessage}, {&l.MaxDocumentOps, &d.MaxDocumentOps},
 		{&l.MaxDecompressedBytes, &d.MaxDecompressedBytes}, {&l.MaxPendingChanges, &d.MaxPendingChanges},
-		{&l.MaxPendingBytes, &d.MaxPendingBytes},
+		{&l.MaxPendingBytes, &d.MaxPendingBytes}, {&l.MaxKeyWork, &d.MaxKeyWork},
 	} {
 		if *f.v <= 0 {
 			*f.v = *f.d
@@ -183,8 +195,18 @@ type txn struct {
 	actorNum map[string]uint32
 	actors   map[uint32]actorInfo
 	objects  map[opID]objKind
-	counters map[opID]bool // counter values set in this layer's changes
-	ranges   []opRange     // op IDs of this layer's changes
+	counters map[opID]bool        // counter values set in this layer's changes
+	ranges   map[uint32][]opRange // op IDs of this layer's changes, by actor, ascending
+	keys     [][2]uint64          // bottom layer: the objects and keys of the batch's non-insert ops
+	keyCheck int                  // bottom layer: when to next add up keyWork
+}
+
+// bottom returns the layer over the index.
+func (t *txn) bottom() *txn {
+	for t.parent != nil {
+		t = t.parent
+	}
+	return t
 }
 
 func (x *docIndex) begin() *txn {
@@ -254,17 +276,44 @@ func (t *txn) addObject(id opID, k objKind) {
 	t.objects[id] = k
 }
 
+func (t *txn) addRange(r opRange) {
+	if t.ranges == nil {
+		t.ranges = map[uint32][]opRange{}
+	}
+	t.ranges[r.actor] = append(t.ranges[r.actor], r)
+}
+
 // inBatch reports whether the op ID belongs to a change of this batch, and
 // if so whether that op set a counter.
 func (t *txn) inBatch(id opID) (in, counter bool) {
+	c := uint64(id.ctr)
 	for l := t; l != nil; l = l.parent {
-		for _, r := range l.ranges {
-			if r.actor == id.actor && uint64(id.ctr) >= r.start && uint64(id.ctr) <= r.end {
-				return true, l.counters[id]
-			}
+		rs := l.ranges[id.actor]
+		i, _ := slices.BinarySearchFunc(rs, c, func(r opRange, c uint64) int { return cmp.Compare(r.end, c) })
+		if i < len(rs) && rs[i].start <= c {
+			return true, l.counters[id]
 		}
 	}
 	return false, false
+}
+
+// keyWork returns the sum over the layer's keys of n*n/2 (see
+// Limits.MaxKeyWork). It sorts the layer's keys.
+func (t *txn) keyWork() uint64 {
+	slices.SortFunc(t.keys, func(a, b [2]uint64) int {
+		return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1]))
+	})
+	work := uint64(0)
+	for i := 0; i < len(t.keys); {
+		j := i + 1
+		for j < len(t.keys) && t.keys[j] == t.keys[i] {
+			j++
+		}
+		n := uint64(j - i)
+		work += n * n / 2
+		i = j
+	}
+	return work
 }
 
 func (t *txn) addCounter(id opID) {
@@ -293,7 +342,11 @@ func (t *txn) commit() {
 		for k := range t.counters {
 			p.addCounter(k)
 		}
-		p.ranges = append(p.ranges, t.ranges...)
+		for _, rs := range t.ranges {
+			for _, r := range rs {
+				p.addRange(r)
+			}
+		}
 		return
 	}
 	x := t.base
@@ -332,9 +385,10 @@ type validator struct {
 	// changes, imports checked without their document): seq and start op
 	// are not checked, nor whether referenced ops exist, and ops on objects
 	// the index does not know are not checked against the object's type.
-	lenient bool
-	local   []uint32
-	known   []bool
+	lenient    bool
+	local      []uint32
+	known      []bool
+	referenced []bool // at levelFull: which of the change's actors its ops refer to
 }
 
 // change validates c against t and records it there. It validates in a
@@ -394,15 +448,35 @@ func (v *validator) check(t *txn, c *changeChunk) error {
 		}
 	}
 	end := c.startOp + c.numOps - 1
-	t.ranges = append(t.ranges, opRange{actor: self, start: c.startOp, end: end})
+	if c.numOps > 0 {
+		t.addRange(opRange{actor: self, start: c.startOp, end: end})
+	}
+	var canon *canonEncoder
+	if v.level >= levelFull {
+		canon = newCanonEncoder()
+		v.referenced = append(v.referenced[:0], make([]bool, c.numActors())...)
+	}
 	it := c.ops(v.lim)
 	for it.next() {
 		if err := v.op(t, c, &it.op, c.startOp+it.i-1); err != nil {
 			return fmt.Errorf("op %d: %w", it.i-1, err)
 		}
+		if canon != nil {
+			canon.add(&it.op)
+		}
 	}
 	if it.err != nil {
 		return it.err
+	}
+	if canon != nil {
+		for i := 1; i < len(v.referenced); i++ {
+			if !v.referenced[i] {
+				return fmt.Errorf("other actor %d is not referred to by any op", i)
+			}
+		}
+		if !canonical(c, canon) {
+			return errors.New("not in the canonical encoding (the core would re-encode it differently when it saves, and the saved document would not load)")
+		}
 	}
 	info := actorInfo{seq: max(prev.seq, c.seq), maxOp: prev.maxOp}
 	if c.numOps > 0 {
@@ -417,6 +491,9 @@ func (v *validator) check(t *txn, c *changeChunk) error {
 func (v *validator) resolve(c *changeChunk, r ref, what string) (opID, bool, error) {
 	if r.actor >= c.numActors() {
 		return opID{}, false, fmt.Errorf("%s actor index %d, but the change has %d actors", what, r.actor, c.numActors())
+	}
+	if v.referenced != nil {
+		v.referenced[r.actor] = true
 	}
 	if r.ctr > math.MaxUint32 {
 		return opID{}, false, fmt.Errorf("%s counter %d overflows 32 bits", what, r.ctr)
@@ -527,6 +604,20 @@ func (v *validator) op(t *txn, c *changeChunk, op *changeOp, own uint64) error {
 			return err
 		}
 	}
+	if !op.insert && v.level >= levelFull && !v.lenient && kind != objUnknown {
+		// Kept for the whole batch (a change that fails leaves its keys in:
+		// the count errs on the safe side), and added up as it doubles, so
+		// that a change with a million writes to one key stops early.
+		b := t.bottom()
+		b.keys = append(b.keys, keyPrint(op, v, c))
+		if len(b.keys) >= b.keyCheck {
+			if w := b.keyWork(); w > uint64(v.lim.MaxKeyWork) {
+				return fmt.Errorf("%w: its ops write one key so often that applying them would take the core about %d steps (more than %d)",
+					ErrLimitExceeded, w, v.lim.MaxKeyWork)
+			}
+			b.keyCheck = max(2*len(b.keys), 4096)
+		}
+	}
 	ownID := opID{ctr: uint32(own), actor: self}
 	switch op.action {
 	case actMakeMap, actMakeList, actMakeText, actMakeTable:
@@ -537,6 +628,23 @@ func (v *validator) op(t *txn, c *changeChunk, op *changeOp, own uint64) error {
 		}
 	}
 	return nil
+}
+
+// keyPrint identifies the object and key of a non-insert op.
+func keyPrint(op *changeOp, v *validator, c *changeChunk) [2]uint64 {
+	var obj, key uint64
+	if !op.isRoot() {
+		obj = uint64(op.obj.ctr)<<32 | uint64(v.local[op.obj.actor])
+	}
+	switch op.key.kind {
+	case keyProp:
+		h := fnv.New64a()
+		h.Write([]byte(op.key.prop))
+		key = h.Sum64() | 1<<63
+	case keyElem:
+		key = uint64(op.key.elem.ctr)<<32 | uint64(v.local[op.key.elem.actor])
+	}
+	return [2]uint64{obj, key}
 }
 
 // lamportLess orders op IDs as the core sorts preds: by counter, then by

@@ -205,8 +205,30 @@ function trace(seed) {
   };
 }
 
+// big makes changes of more than 10,000 ops (where the Rust core switches
+// from column-wise to row-wise encoding): a long paste, many list items, a
+// mark over most of the text, and a long deletion.
+function big() {
+  const r = rng(999);
+  let d = A.change(A.init({ actor: actorID(999, 0) }), { time: 1700000000 }, (d) => {
+    d.text = "";
+    d.list = [];
+  });
+  d = A.change(d, { time: 1700000001 }, (d) => A.splice(d, ["text"], 0, 0, text(r, 15000)));
+  d = A.change(d, { time: 1700000002 }, (d) => {
+    for (let i = 0; i < 11000; i++) d.list.push(i % 7 === 0 ? "x" + i : i);
+  });
+  d = A.change(d, { time: 1700000003 }, (d) => {
+    A.mark(d, ["text"], { start: 10, end: 14000, expand: "both" }, "bold", true);
+    A.splice(d, ["text"], 100, 12000);
+    d.list.deleteAt(5, 10500);
+  });
+  return { seed: 999, actors: 1, changes: A.getAllChanges(d).map(hex), doc: hex(A.save(d)) };
+}
+
 const traces = [];
 for (let s = 0; s < numTraces; s++) traces.push(trace(s));
+traces.push(big());
 mkdirSync(dirname(out), { recursive: true });
 const pkg = "@automerge/automerge";
 writeFileSync(out, JSON.stringify({ generator: "clients/js/tools/gen-changes.mjs", package: pkg, traces }, null, 0) + "\n");
