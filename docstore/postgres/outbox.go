@@ -42,7 +42,9 @@ const appendOutboxSQL = appendCTEs + `, changed AS (
 // deleteOutboxSQL is Delete's statement when the outbox is enabled: if the
 // document was stored, it drops its pending 'changed' events and writes a
 // 'deleted' event.
-const deleteOutboxSQL = `WITH del AS (
+const deleteOutboxSQL = `WITH states AS (
+	DELETE FROM sync_states WHERE doc_id = $1
+), del AS (
 	DELETE FROM docs WHERE doc_id = $1 RETURNING doc_id
 ), dropped AS (
 	DELETE FROM outbox WHERE doc_id = $1 AND kind = 'changed' AND delivered_at IS NULL AND NOT failed

@@ -339,7 +339,8 @@ func (p *Store) Delete(ctx context.Context, id wire.DocID) error {
 			_, err := p.pool.Exec(ctx, deleteOutboxSQL, string(id), p.now())
 			return err
 		}
-		_, err := p.pool.Exec(ctx, `DELETE FROM docs WHERE doc_id = $1`, string(id))
+		_, err := p.pool.Exec(ctx, `WITH states AS (DELETE FROM sync_states WHERE doc_id = $1)
+			DELETE FROM docs WHERE doc_id = $1`, string(id))
 		return err
 	})
 	if err != nil {
@@ -454,3 +455,5 @@ var (
 	_ room.Store     = (*Store)(nil)
 	_ webhook.Outbox = (*Store)(nil)
 )
+
+var _ room.SyncStates = (*Store)(nil)

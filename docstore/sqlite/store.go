@@ -337,3 +337,5 @@ var (
 	_ room.Store     = (*Store)(nil)
 	_ webhook.Outbox = (*Store)(nil)
 )
+
+var _ room.SyncStates = (*Store)(nil)

@@ -281,6 +281,9 @@ func (s *Store) Delete(ctx context.Context, id wire.DocID) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM changes WHERE doc_id = ?`, string(id)); err != nil {
 			return err
 		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM sync_states WHERE doc_id = ?`, string(id)); err != nil {
+			return err
+		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM docs WHERE doc_id = ?`, string(id))
 		if err != nil || !s.outbox.Enabled {
 			return err

@@ -415,3 +415,48 @@ func testStat(t *testing.T, s room.Store) {
 	compactOK(t, s, id, make([]byte, 20), nil, last)
 	check("after a full Compact", room.DocStat{Size: 20, SnapshotSize: 20, Changes: 4})
 }
+
+// testSyncStates checks the sync states a store keeps per document and
+// peer storage: saved, replaced, kept apart, and deleted with the document.
+func testSyncStates(t *testing.T, s room.Store) {
+	ss, ok := s.(room.SyncStates)
+	if !ok {
+		t.Skip("the store keeps no sync states")
+	}
+	ctx := context.Background()
+	id, other := wire.NewDocID(), wire.NewDocID()
+	appendOK(t, s, id, NewChanges(1, 10))
+	load := func(doc wire.DocID, storage string) []byte {
+		t.Helper()
+		b, err := ss.LoadSyncState(ctx, doc, storage)
+		if err != nil {
+			t.Fatalf("LoadSyncState: %v", err)
+		}
+		return b
+	}
+	if b := load(id, "storage-a"); b != nil {
+		t.Fatalf("a state nobody saved: %x", b)
+	}
+	for _, st := range []struct {
+		doc     wire.DocID
+		storage string
+		state   []byte
+	}{{id, "storage-a", []byte{1}}, {id, "storage-b", []byte{2}}, {other, "storage-a", []byte{3}}, {id, "storage-a", []byte{4, 5}}} {
+		if err := ss.SaveSyncState(ctx, st.doc, st.storage, st.state); err != nil {
+			t.Fatalf("SaveSyncState: %v", err)
+		}
+	}
+	if a, b, o := load(id, "storage-a"), load(id, "storage-b"), load(other, "storage-a"); !bytes.Equal(a, []byte{4, 5}) ||
+		!bytes.Equal(b, []byte{2}) || !bytes.Equal(o, []byte{3}) {
+		t.Errorf("states %x %x %x, want 0405 02 03 (the latest per document and storage)", a, b, o)
+	}
+	if err := s.Delete(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if a := load(id, "storage-a"); a != nil {
+		t.Errorf("a deleted document's sync state is still there: %x", a)
+	}
+	if o := load(other, "storage-a"); !bytes.Equal(o, []byte{3}) {
+		t.Errorf("another document's sync state went with the delete: %x", o)
+	}
+}

@@ -52,6 +52,7 @@ func Run(t *testing.T, h Harness) {
 		{"NoAliasing", testNoAliasing},
 		{"CanceledContext", testCanceledContext},
 		{"Stat", testStat},
+		{"SyncStates", testSyncStates},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

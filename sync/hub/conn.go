@@ -68,6 +68,15 @@ func (c *Conn) ID() wire.PeerID {
 	return id
 }
 
+// StorageID returns the storage ID the peer announced in join, unless it
+// said it is ephemeral (room.Peer).
+func (c *Conn) StorageID() string {
+	if c.meta.IsEphemeral {
+		return ""
+	}
+	return c.meta.StorageID
+}
+
 // Send queues msg without blocking. The sender ID defaults to the server's
 // (relayed ephemeral messages keep their author's) and the target is this
 // peer. A peer whose queue is full is disconnected.

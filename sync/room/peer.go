@@ -11,6 +11,10 @@ import "github.com/tandem-sync/tandem/sync/wire"
 type Peer interface {
 	// ID is the peer's ID as it sent it in join.
 	ID() wire.PeerID
+	// StorageID is the storage ID the peer announced in join, under which
+	// the room keeps its sync state between connections; empty for a peer
+	// without storage (or one that said it is ephemeral).
+	StorageID() string
 	// Send queues msg for the peer without blocking. A peer whose queue is
 	// full is disconnected by its implementation.
 	Send(msg wire.Message)

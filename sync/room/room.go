@@ -238,6 +238,7 @@ func (r *Room) turn(ctx context.Context, batch []envelope) {
 		}
 		switch env.kind {
 		case kindLeave:
+			r.saveSyncState(ctx, env.peer)
 			r.removePeer(env.peer)
 		case kindSync:
 			n := len(r.pending)
@@ -265,7 +266,7 @@ func (r *Room) turn(ctx context.Context, batch []envelope) {
 func (r *Room) receive(p Peer, msg wire.Message, readOnly bool) {
 	ps := r.peers[p]
 	if ps == nil {
-		ps = &peerState{sync: r.doc.NewSyncState()}
+		ps = &peerState{sync: r.resumeSyncState(p)}
 		r.peers[p] = ps
 		r.publishPeers()
 	}
@@ -482,8 +483,50 @@ func (r *Room) drain() {
 	for _, w := range r.waiters {
 		w <- ErrClosed
 	}
+	for p := range r.peers {
+		r.saveSyncState(ctx, p)
+	}
 	if err := r.compact(ctx); err != nil {
 		r.log.Error("compaction at shutdown failed", "err", err)
+	}
+}
+
+// resumeSyncState returns the sync state for a peer that joins the room:
+// the one saved when the same peer storage last left, if the store keeps
+// sync states and the peer announced a storage ID, or a fresh one. A store
+// failure costs only the saving: the peer starts from scratch.
+func (r *Room) resumeSyncState(p Peer) *core.SyncState {
+	ss, ok := r.reg.store.(SyncStates)
+	storage := p.StorageID()
+	if !ok || storage == "" || !r.stored {
+		return r.doc.NewSyncState()
+	}
+	ctx, cancel := context.WithTimeout(r.runCtx, r.cfg.StoreTimeout)
+	defer cancel()
+	saved, err := ss.LoadSyncState(ctx, r.id, storage)
+	if err != nil {
+		r.log.Warn("cannot load a peer's saved sync state; starting afresh", "peer", string(p.ID()), "err", err)
+	}
+	if saved == nil {
+		return r.doc.NewSyncState()
+	}
+	return r.doc.LoadSyncState(saved)
+}
+
+// saveSyncState keeps a leaving peer's sync state under its storage ID,
+// for resumeSyncState on its next connection. Peers leave as the server
+// shuts down, too: the save outlives ctx's cancellation, within
+// StoreTimeout.
+func (r *Room) saveSyncState(ctx context.Context, p Peer) {
+	ps, ok := r.peers[p]
+	st, keeps := r.reg.store.(SyncStates)
+	if !ok || !keeps || p.StorageID() == "" || !r.stored {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.StoreTimeout)
+	defer cancel()
+	if err := st.SaveSyncState(ctx, r.id, p.StorageID(), ps.sync.Save()); err != nil {
+		r.log.Warn("cannot save a peer's sync state", "peer", string(p.ID()), "err", err)
 	}
 }
 

@@ -25,7 +25,8 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // testPeer is an in-memory room.Peer: what the room sends lands in a
 // channel that the test reads, like a connection's outbound queue.
 type testPeer struct {
-	id     wire.PeerID
+	id      wire.PeerID
+	storage string
 	out    chan wire.Message
 	failed chan wire.CloseCode
 }
@@ -34,7 +35,8 @@ func newTestPeer(id string) *testPeer {
 	return &testPeer{id: wire.PeerID(id), out: make(chan wire.Message, 1024), failed: make(chan wire.CloseCode, 1)}
 }
 
-func (p *testPeer) ID() wire.PeerID { return p.id }
+func (p *testPeer) ID() wire.PeerID   { return p.id }
+func (p *testPeer) StorageID() string { return p.storage }
 func (p *testPeer) Send(m wire.Message) {
 	select {
 	case p.out <- m:

@@ -75,3 +75,16 @@ type DocStat struct {
 	// UpdatedAt is when the document was last appended to or compacted.
 	UpdatedAt time.Time
 }
+
+// SyncStates is where a store keeps peers' sync states between
+// connections, keyed by document and by the peer's storage ID (the one a
+// client with storage announces in join). Both stores in docstore implement
+// it; a room uses it when its store does.
+type SyncStates interface {
+	// LoadSyncState returns the state saved for storageID on the document,
+	// or nil if there is none.
+	LoadSyncState(ctx context.Context, id wire.DocID, storageID string) ([]byte, error)
+	// SaveSyncState saves state for storageID on the document, replacing
+	// any before it. Delete removes a document's sync states with it.
+	SaveSyncState(ctx context.Context, id wire.DocID, storageID string, state []byte) error
+}
