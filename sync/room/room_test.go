@@ -27,8 +27,8 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 type testPeer struct {
 	id      wire.PeerID
 	storage string
-	out    chan wire.Message
-	failed chan wire.CloseCode
+	out     chan wire.Message
+	failed  chan wire.CloseCode
 }
 
 func newTestPeer(id string) *testPeer {
