@@ -19,7 +19,6 @@ import (
 // tv makes a value of a type with raw bytes.
 func tv(typ byte, raw []byte) value { return value{typ: typ, raw: raw} }
 
-func vUint(u uint64) value   { return tv(valUint, appendUleb(nil, u)) }
 func vInt(i int64) value     { return tv(valInt, appendSleb(nil, i)) }
 func vStr(s string) value    { return tv(valString, []byte(s)) }
 func vCounter(i int64) value { return tv(valCounter, appendSleb(nil, i)) }
