@@ -1,0 +1,187 @@
+package engine
+
+import (
+	"fmt"
+	"slices"
+)
+
+// SyncState is the sync protocol state for one peer of one Document
+// (SYNC-ALGORITHM.md §3; sync/state.rs in the Rust core). A room keeps one
+// per connected peer; it is owned by the room's goroutine like the
+// Document.
+type SyncState struct {
+	sharedHeads   []Hash // heads both sides have; our last_sync
+	lastSentHeads []Hash // our heads in the last message we generated
+	// What the peer's last message said; nil before its first message
+	// (the core's None), non-nil (possibly empty) after.
+	theirHeads *[]Hash
+	theirNeed  *[]Hash
+	theirHave  *[]Have
+	sent       map[uint32]struct{} // graph nodes sent this session, not yet in their history
+	inFlight   bool
+
+	// readOnly: we do not take the peer's changes (it may only read).
+	readOnly bool
+	// peerReadOnly: the peer's trailer said it will not take ours.
+	peerReadOnly bool
+	// trailer: the peer has sent a trailer (it reads V2 messages).
+	trailer bool
+}
+
+// NewSyncState returns the state for a new session with a peer.
+func NewSyncState() *SyncState { return &SyncState{} }
+
+// syncStateType is the first byte of an encoded sync state.
+const syncStateType = 0x43
+
+// DecodeSyncState returns the state for a session resumed with a peer from
+// what Encode saved at the end of an earlier one: the shared heads, nothing
+// else (the core's State::decode, whose their_have is an empty list, so
+// that the first message of the session carries no changes).
+func DecodeSyncState(b []byte) (*SyncState, error) {
+	r := &reader{b: b}
+	if t := r.byte(); r.err == nil && t != syncStateType {
+		return nil, fmt.Errorf("sync state: type 0x%02x", t)
+	}
+	hs := r.hashes()
+	if r.err != nil {
+		return nil, fmt.Errorf("sync state: %w", r.err)
+	}
+	none := []Have{}
+	return &SyncState{sharedHeads: sortHashes(hs), theirHave: &none}, nil
+}
+
+// Encode returns what a later session can resume from: 0x43 and the
+// shared heads (the core's State::encode; automerge-go's LoadSyncState
+// reads it).
+func (s *SyncState) Encode() []byte {
+	return appendHashes([]byte{syncStateType}, s.sharedHeads)
+}
+
+// SetReadOnly makes the state one for a peer that may read the document
+// but not change it (the 0.9+ core's read-only sync): its changes are
+// dropped unapplied, we ask it for nothing, and we stop sending once it has
+// everything we have even though its heads differ from ours. Set it
+// before the session's first message.
+func (s *SyncState) SetReadOnly(ro bool) { s.readOnly = ro }
+
+// SharedHeads returns the heads both sides are known to have.
+func (s *SyncState) SharedHeads() []Hash { return slices.Clone(s.sharedHeads) }
+
+// TheirHeads returns the heads of the peer's last message, and false
+// before its first.
+func (s *SyncState) TheirHeads() ([]Hash, bool) {
+	if s.theirHeads == nil {
+		return nil, false
+	}
+	return slices.Clone(*s.theirHeads), true
+}
+
+// InFlight reports whether we sent a message the peer has not answered.
+func (s *SyncState) InFlight() bool { return s.inFlight }
+
+// Received reports what Receive did with a message.
+type Received struct {
+	// Added are the changes the message added to the document, in the
+	// order they were added: its own, and held ones it released. A room
+	// stores them, and then every peer may need a message.
+	Added []*Change
+	// Held is how many of its changes wait for their deps.
+	Held int
+	// Dropped is how many changes it carried that were not taken because
+	// the peer is read-only.
+	Dropped int
+}
+
+// Receive decodes a message from the peer and applies it (Apply). A
+// message that does not decode is refused with an error wrapping
+// ErrBadMessage and changes nothing.
+func (s *SyncState) Receive(d *Document, msg []byte) (Received, error) {
+	m, err := DecodeMessage(msg)
+	if err != nil {
+		return Received{}, err
+	}
+	return s.Apply(d, m)
+}
+
+// Apply applies a decoded message from the peer to the document and the
+// state (the core's receive_sync_message, SYNC-ALGORITHM.md §5; for the
+// in-flight flag see Generate). Its new
+// changes are added to the document in causal order, those with missing
+// deps held. An error (a change the document refuses: see
+// Document.apply) leaves both as they were.
+func (s *SyncState) Apply(d *Document, m *Message) (Received, error) {
+	var res Received
+	g := d.g
+	before := g.Heads()
+	if len(m.Changes) > 0 {
+		if s.readOnly {
+			res.Dropped = len(m.Changes)
+		} else {
+			added, held, err := d.apply(m.Changes)
+			if err != nil {
+				return Received{}, err
+			}
+			res.Added, res.Held = added, held
+			s.sharedHeads = advanceHeads(before, g.Heads(), s.sharedHeads)
+		}
+	}
+	// Whether the peer has processed our last message: its last sync is
+	// the heads that message advertised (before the ack rule below).
+	heard := len(m.Have) > 0 && slices.Equal(m.Have[0].LastSync, s.lastSentHeads)
+	if m.Trailer {
+		s.trailer = true
+		if m.Flags&FlagSyncReset != 0 {
+			clear(s.sent)
+		}
+		s.peerReadOnly = m.Flags&FlagReadOnly != 0
+	}
+	g.removeAncestors(s.sent, m.Heads)
+	if len(s.sent) == 0 || heard {
+		s.inFlight = false
+	}
+	if len(m.Changes) == 0 && slices.Equal(m.Heads, before) {
+		// The ack rule: they are at our heads, so count those as sent.
+		s.lastSentHeads = slices.Clone(m.Heads)
+	}
+	known := 0
+	for _, h := range m.Heads {
+		if g.Has(h) {
+			known++
+		}
+	}
+	if known == len(m.Heads) {
+		s.inFlight = false
+		s.sharedHeads = slices.Clone(m.Heads)
+		if len(m.Heads) == 0 { // the peer lost its data: send everything again
+			s.lastSentHeads = nil
+			clear(s.sent)
+		}
+	} else {
+		shared := slices.Clone(s.sharedHeads)
+		for _, h := range m.Heads {
+			if g.Has(h) {
+				shared = append(shared, h)
+			}
+		}
+		s.sharedHeads = sortHashes(shared)
+	}
+	heads, need, have := slices.Clone(m.Heads), slices.Clone(m.Need), slices.Clone(m.Have)
+	for i := range have { // keep the filters, not the message they are in
+		have[i].Bloom.bits = slices.Clone(have[i].Bloom.bits)
+	}
+	s.theirHeads, s.theirNeed, s.theirHave = &heads, &need, &have
+	return res, nil
+}
+
+// advanceHeads is the core's advance_heads: heads that appeared by
+// applying their changes, and shared heads that are still our heads.
+func advanceHeads(oldHeads, newHeads, oldShared []Hash) []Hash {
+	var out []Hash
+	for _, h := range newHeads {
+		if !slices.Contains(oldHeads, h) || slices.Contains(oldShared, h) {
+			out = append(out, h)
+		}
+	}
+	return sortHashes(out)
+}
