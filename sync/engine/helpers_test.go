@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -110,3 +111,37 @@ func docOf(t testing.TB, raw [][]byte) *Document {
 }
 
 func sortedHashes(hs []Hash) []Hash { return sortHashes(slices.Clone(hs)) }
+
+// synthChanges makes n change chunks without ops by the given number of
+// actors taking turns, each depending on the one before (and every tenth
+// also on the one before that, as after a merge): fast to make in bulk.
+func synthChanges(n, actors int) [][]byte {
+	out := make([][]byte, n)
+	var hashes []Hash
+	seqs := make([]uint64, actors)
+	for i := range n {
+		a := i % actors
+		seqs[a]++
+		var deps []Hash
+		if i > 0 {
+			deps = append(deps, hashes[i-1])
+		}
+		if i > 1 && i%10 == 0 {
+			deps = append(deps, hashes[i-2])
+		}
+		deps = sortHashes(deps)
+		data := appendHashes(nil, deps)
+		data = appendUleb(data, 16)
+		data = append(data, fmt.Appendf(nil, "%016x", a)...)
+		data = appendUleb(data, seqs[a])
+		data = appendUleb(data, uint64(i+1))
+		data = append(data, 0, 0, 0, 0) // time, message, other actors, columns
+		c := append([]byte{0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 1}, appendUleb(nil, uint64(len(data)))...)
+		c = append(c, data...)
+		h := Hash(sha256.Sum256(c[8:]))
+		copy(c[4:8], h[:4])
+		hashes = append(hashes, h)
+		out[i] = c
+	}
+	return out
+}

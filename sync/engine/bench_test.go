@@ -1,0 +1,216 @@
+package engine
+
+import (
+	"fmt"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/automerge/automerge-go"
+)
+
+// graphMemory builds a graph of the given changes and returns its heap
+// bytes per change beyond the changes' bytes (which the caller holds).
+func graphMemory(tb testing.TB, raw [][]byte) float64 {
+	cs := make([]*Change, len(raw))
+	for i, b := range raw {
+		c, err := ParseChange(b)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		cs[i] = c
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	g := NewGraph()
+	for _, c := range cs {
+		if _, err := g.Add(c); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(g)
+	runtime.KeepAlive(cs) // the parsed changes (and raw) are not the graph's
+
+	return float64(after.HeapAlloc-before.HeapAlloc) / float64(len(raw))
+}
+
+// TestGraphMemory holds the graph to its budget: at most 200 bytes per
+// change beyond the change's own bytes.
+func TestGraphMemory(t *testing.T) {
+	raw := synthChanges(50_000, 10)
+	per := graphMemory(t, raw)
+	t.Logf("%.1f bytes per change beyond its bytes (50,000 changes, 10 actors)", per)
+	if per > 200 {
+		t.Fatalf("%.1f bytes per change", per)
+	}
+}
+
+// BenchmarkGraphMemory reports the graph's memory per change (bytes/change,
+// beyond the change's bytes) for documents made by automerge-go.
+func BenchmarkGraphMemory(b *testing.B) {
+	for _, n := range []int{1000, 100_000} {
+		b.Run(fmt.Sprintf("changes=%d", n), func(b *testing.B) {
+			_, raw := linearDoc(b, n, 10)
+			b.ResetTimer()
+			var per float64
+			for range b.N {
+				per = graphMemory(b, raw)
+			}
+			b.ReportMetric(per, "bytes/change")
+		})
+	}
+}
+
+// The sync benchmark: a document with a history of n changes and 10
+// caught-up peers. Each round one peer (in turn) makes a change; its
+// message reaches the server, the server generates for every peer, every
+// peer answers, and so on until nobody has anything to send: receive and
+// generate for 10 peers per change. Only the server's calls are timed. The
+// same rounds run against the engine and against automerge-go's core as
+// the server, with the same peers' messages (the peers are engine sync
+// states over one shared document: all peers hold the same changes once
+// caught up, and a peer's messages do not depend on whether it holds a
+// change a moment before the server sends it).
+
+const benchPeers = 10
+
+type benchWorld struct {
+	srv   server
+	peers []*SyncState // each peer's state for this server
+	timed time.Duration
+	msgs  int
+}
+
+// round delivers until quiet, starting from the author's message.
+func (w *benchWorld) round(b *testing.B, peerDoc *Document, author int) {
+	var toServer [benchPeers][][]byte
+	if m, ok := w.peers[author].Generate(peerDoc); ok {
+		toServer[author] = append(toServer[author], m)
+	}
+	for busy := true; busy; {
+		busy = false
+		for p := range benchPeers {
+			for len(toServer[p]) > 0 {
+				busy = true
+				m := toServer[p][0]
+				toServer[p] = toServer[p][1:]
+				start := time.Now()
+				changed, err := w.srv.receive(p, m)
+				if err != nil {
+					b.Fatal(err)
+				}
+				var out [benchPeers][]byte
+				for q := range benchPeers {
+					if q == p || changed {
+						out[q], _ = w.srv.generate(q)
+					}
+				}
+				w.timed += time.Since(start)
+				for q, o := range out {
+					if o == nil {
+						continue
+					}
+					w.msgs++
+					if _, err := w.peers[q].Receive(peerDoc, o); err != nil {
+						b.Fatal(err)
+					}
+					if r, ok := w.peers[q].Generate(peerDoc); ok {
+						toServer[q] = append(toServer[q], r)
+					}
+				}
+			}
+		}
+	}
+}
+
+func BenchmarkSyncPerChange(b *testing.B) {
+	for _, n := range []int{1000, 100_000} {
+		b.Run(fmt.Sprintf("history=%d", n), func(b *testing.B) {
+			editor, raw := linearDoc(b, n, benchPeers)
+			peerDoc := docOf(b, raw)
+			coreDoc, err := automerge.Load(editor.Save())
+			if err != nil {
+				b.Fatal(err)
+			}
+			worlds := []*benchWorld{
+				{srv: &engineServer{doc: docOf(b, raw), states: make([]*SyncState, benchPeers)}},
+				{srv: &coreServer{doc: coreDoc, states: make([]*automerge.SyncState, benchPeers)}},
+			}
+			for _, w := range worlds {
+				for p := range benchPeers {
+					w.srv.connect(p, false)
+					w.peers = append(w.peers, NewSyncState())
+				}
+				for p := range benchPeers { // catch up
+					w.round(b, peerDoc, p)
+				}
+			}
+			next := func(i int) {
+				p := i % benchPeers
+				if err := editor.SetActorID(fmt.Sprintf("%032x", 1+p)); err != nil {
+					b.Fatal(err)
+				}
+				if err := editor.RootMap().Set(fmt.Sprintf("k%d", i%16), int64(i)); err != nil {
+					b.Fatal(err)
+				}
+				ts := time.UnixMilli(1_800_000_000_000)
+				h, err := editor.Commit("", automerge.CommitOptions{Time: &ts})
+				if err != nil {
+					b.Fatal(err)
+				}
+				c, err := editor.Change(h)
+				if err != nil {
+					b.Fatal(err)
+				}
+				ch, err := ParseChange(c.Save())
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := peerDoc.Add([]*Change{ch}); err != nil {
+					b.Fatal(err)
+				}
+				for _, w := range worlds {
+					w.round(b, peerDoc, p)
+				}
+			}
+			for i := range 5 { // warm up
+				next(i)
+			}
+			for _, w := range worlds {
+				w.timed, w.msgs = 0, 0
+			}
+			b.ResetTimer()
+			for i := range b.N {
+				next(5 + i)
+			}
+			b.StopTimer()
+			for _, w := range worlds {
+				if !slicesEqualHeads(w.srv.heads(), peerDoc.Heads()) {
+					b.Fatal("a server fell behind")
+				}
+			}
+			e := float64(worlds[0].timed.Nanoseconds()) / float64(b.N)
+			c := float64(worlds[1].timed.Nanoseconds()) / float64(b.N)
+			b.ReportMetric(e/1e3, "engine-µs/change")
+			b.ReportMetric(c/1e3, "core-µs/change")
+			b.ReportMetric(c/e, "core/engine")
+			b.ReportMetric(float64(worlds[0].msgs)/float64(b.N), "engine-msgs/change")
+			b.ReportMetric(float64(worlds[1].msgs)/float64(b.N), "core-msgs/change")
+		})
+	}
+}
+
+func slicesEqualHeads(a, b []Hash) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
