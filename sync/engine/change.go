@@ -30,9 +30,9 @@ type Change struct {
 var ErrBadChange = errors.New("invalid change chunk")
 
 // Chunk framing (SYNC-ALGORITHM.md §1.1).
-var chunkMagic = [4]byte{0x85, 0x6f, 0x4a, 0x83}
-
 const (
+	chunkMagic = "\x85\x6f\x4a\x83"
+
 	chunkDocument   = 0
 	chunkChange     = 1
 	chunkCompressed = 2
@@ -63,7 +63,7 @@ func ParseChange(raw []byte) (*Change, error) {
 // follows it.
 func parseChunk(b []byte) (*Change, []byte, error) {
 	r := &reader{b: b}
-	if magic := r.take(4); r.err != nil || [4]byte(magic) != chunkMagic {
+	if magic := r.take(4); r.err != nil || string(magic) != chunkMagic {
 		return nil, nil, fmt.Errorf("%w: no chunk magic", ErrBadChange)
 	}
 	sum := r.take(4)

@@ -352,6 +352,7 @@ type diffStats struct {
 	engineMsgs, coreMsgs              int
 	plain, plainMore                  int // plain sessions; of those, where the engine sent more
 	other, otherMore                  int
+	otherEngine, otherCore            int // bytes in the other sessions
 	maxRatio                          float64
 	maxRatioSeed                      uint64
 }
@@ -400,6 +401,8 @@ func runDifferential(t *testing.T, first uint64, n int) diffStats {
 			}
 		} else {
 			st.other++
+			st.otherEngine += ew.bytes
+			st.otherCore += cw.bytes
 			if more {
 				st.otherMore++
 			}
@@ -431,8 +434,8 @@ func TestDifferential(t *testing.T) {
 	t.Logf("server messages byte-identical to the core's in %d of %d sessions", st.identical, st.sessions)
 	t.Logf("bytes sent: engine %d, core %d, ratio %.4f; messages %d vs %d",
 		st.engineBytes, st.coreBytes, float64(st.engineBytes)/float64(st.coreBytes), st.engineMsgs, st.coreMsgs)
-	t.Logf("engine sent more: %d of %d plain sessions, %d of %d others (max ratio %.3f, seed %d)",
-		st.plainMore, st.plain, st.otherMore, st.other, st.maxRatio, st.maxRatioSeed)
+	t.Logf("engine sent more: %d of %d plain sessions, %d of %d others (bytes ratio in those %.4f; max ratio %.3f, seed %d)",
+		st.plainMore, st.plain, st.otherMore, st.other, float64(st.otherEngine)/float64(max(st.otherCore, 1)), st.maxRatio, st.maxRatioSeed)
 	if st.engineBytes > st.coreBytes {
 		t.Errorf("the engine sent more bytes than the core in all")
 	}

@@ -42,8 +42,9 @@ type Message struct {
 // ErrBadMessage is wrapped by errors for bytes that are not a sync message.
 var ErrBadMessage = errors.New("invalid sync message")
 
-// maxHaves bounds the have entries of a message (the core sends 0 or 1).
-const maxHaves = 64
+// maxHaves bounds the have entries of a message: the core sends 0 or 1,
+// and each entry costs a filter query per change the peer may lack.
+const maxHaves = 8
 
 // DecodeMessage decodes a V1 or V2 sync message. Hash lists are sorted and
 // deduplicated (stock peers send them so). Every change entry must hold

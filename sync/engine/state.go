@@ -108,8 +108,9 @@ func (s *SyncState) Receive(d *Document, msg []byte) (Received, error) {
 // state (the core's receive_sync_message, SYNC-ALGORITHM.md §5; for the
 // in-flight flag see Generate). Its new
 // changes are added to the document in causal order, those with missing
-// deps held. An error (a change the document refuses: see
-// Document.apply) leaves both as they were.
+// deps held. An error (a change the document refuses: its seq does not
+// follow its actor's (ErrSeq), Options.Check refused it, or too many would
+// be held) leaves both as they were.
 func (s *SyncState) Apply(d *Document, m *Message) (Received, error) {
 	var res Received
 	g := d.g
