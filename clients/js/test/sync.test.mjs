@@ -517,7 +517,7 @@ test("8b. a second connection with the same peer ID replaces the first (4002) an
   assert.deepEqual(toJS(hd.doc()), { dup: 1, back: true })
 })
 
-test("9. a slow consumer is disconnected with 4001; others are unaffected", async t => {
+test("9. a presence flood at a stalled peer does not disconnect it; others are unaffected", async t => {
   const sc = scope(t)
   const srv = await sc.server({ args: ["--queue-bytes", "1048576"] })
   const w0 = sc.repo({ url: srv.url })
@@ -560,12 +560,12 @@ test("9. a slow consumer is disconnected with 4001; others are unaffected", asyn
   )
   const detectMs = performance.now() - t0
   slow.ws._socket.resume()
-  const { code, reason } = await slow.closed(20_000)
-  t.diagnostic(
-    `slow consumer: server gave up after ${count} ephemerals of 64 KiB (${detectMs.toFixed(0)} ms); ` +
-      `slow peer saw close ${code} ${JSON.stringify(reason)} after reading ${slow.framesReceived} frames`
-  )
-  assert.equal(code, 4001)
+  t.diagnostic(`presence flood at a stalled peer: ${count} ephemerals of 64 KiB sent in ${detectMs.toFixed(0)} ms`)
+  // Presence is lossy: it is rate limited at the sender and dropped for a
+  // backed-up recipient, never a reason to disconnect it (the Go hub tests
+  // cover the 4001 close for a sync backlog).
+  await waitFor(() => slow.framesReceived > 0, 10_000, { message: "the stalled peer reads again" })
+  assert.ok(slow.isOpen(), "the stalled peer is still connected")
   // the fast peer and stock clients carry on
   assert.ok(fast.isOpen(), "fast peer still connected")
   const w = sc.repo({ url: srv.url })
