@@ -87,25 +87,27 @@ func BenchmarkGraphMemory(b *testing.B) {
 // message reaches the server, the server generates for every peer, every
 // peer answers, and so on until nobody has anything to send: receive and
 // generate for 10 peers per change. Only the server's calls are timed. The
-// same rounds run against the engine and against automerge-go's core as
-// the server, with the same peers' messages (the peers are engine sync
-// states over one shared document: all peers hold the same changes once
-// caught up, and a peer's messages do not depend on whether it holds a
-// change a moment before the server sends it).
+// same rounds, on the same changes, run against the engine and then
+// against automerge-go's core as the server (one after the other, so that
+// neither runs in the other's cold caches). The peers are engine sync
+// states over one document per server: all peers hold the same changes
+// once caught up, and a peer's messages do not depend on whether it holds
+// a change a moment before the server sends it.
 
 const benchPeers = 10
 
 type benchWorld struct {
-	srv   server
-	peers []*SyncState // each peer's state for this server
-	timed time.Duration
-	msgs  int
+	srv     server
+	peerDoc *Document
+	peers   []*SyncState // each peer's state for this server
+	timed   time.Duration
+	msgs    int
 }
 
 // round delivers until quiet, starting from the author's message.
-func (w *benchWorld) round(b *testing.B, peerDoc *Document, author int) {
+func (w *benchWorld) round(b *testing.B, author int) {
 	var toServer [benchPeers][][]byte
-	if m, ok := w.peers[author].Generate(peerDoc); ok {
+	if m, ok := w.peers[author].Generate(w.peerDoc); ok {
 		toServer[author] = append(toServer[author], m)
 	}
 	for busy := true; busy; {
@@ -132,10 +134,10 @@ func (w *benchWorld) round(b *testing.B, peerDoc *Document, author int) {
 						continue
 					}
 					w.msgs++
-					if _, err := w.peers[q].Receive(peerDoc, o); err != nil {
+					if _, err := w.peers[q].Receive(w.peerDoc, o); err != nil {
 						b.Fatal(err)
 					}
-					if r, ok := w.peers[q].Generate(peerDoc); ok {
+					if r, ok := w.peers[q].Generate(w.peerDoc); ok {
 						toServer[q] = append(toServer[q], r)
 					}
 				}
@@ -144,69 +146,75 @@ func (w *benchWorld) round(b *testing.B, peerDoc *Document, author int) {
 	}
 }
 
+// play makes the changes, one round each, author i%benchPeers.
+func (w *benchWorld) play(b *testing.B, changes []*Change, first int) {
+	for i, c := range changes {
+		if _, err := w.peerDoc.Add([]*Change{c}); err != nil {
+			b.Fatal(err)
+		}
+		w.round(b, (first+i)%benchPeers)
+	}
+}
+
+// moreChanges makes n changes on editor, actor i%benchPeers for the i-th.
+func moreChanges(b *testing.B, editor *automerge.Doc, first, n int) []*Change {
+	out := make([]*Change, n)
+	for i := range n {
+		k := first + i
+		if err := editor.SetActorID(fmt.Sprintf("%032x", 1+k%benchPeers)); err != nil {
+			b.Fatal(err)
+		}
+		if err := editor.RootMap().Set(fmt.Sprintf("k%d", k%16), int64(k)); err != nil {
+			b.Fatal(err)
+		}
+		ts := time.UnixMilli(1_800_000_000_000)
+		h, err := editor.Commit("", automerge.CommitOptions{Time: &ts})
+		if err != nil {
+			b.Fatal(err)
+		}
+		c, err := editor.Change(h)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if out[i], err = ParseChange(c.Save()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return out
+}
+
 func BenchmarkSyncPerChange(b *testing.B) {
 	for _, n := range []int{1000, 100_000} {
 		b.Run(fmt.Sprintf("history=%d", n), func(b *testing.B) {
 			editor, raw := linearDoc(b, n, benchPeers)
-			peerDoc := docOf(b, raw)
 			coreDoc, err := automerge.Load(editor.Save())
 			if err != nil {
 				b.Fatal(err)
 			}
 			worlds := []*benchWorld{
-				{srv: &engineServer{doc: docOf(b, raw), states: make([]*SyncState, benchPeers)}},
-				{srv: &coreServer{doc: coreDoc, states: make([]*automerge.SyncState, benchPeers)}},
+				{srv: &engineServer{doc: docOf(b, raw), states: make([]*SyncState, benchPeers)}, peerDoc: docOf(b, raw)},
+				{srv: &coreServer{doc: coreDoc, states: make([]*automerge.SyncState, benchPeers)}, peerDoc: docOf(b, raw)},
 			}
+			warm := moreChanges(b, editor, n, 5)
 			for _, w := range worlds {
 				for p := range benchPeers {
 					w.srv.connect(p, false)
 					w.peers = append(w.peers, NewSyncState())
 				}
 				for p := range benchPeers { // catch up
-					w.round(b, peerDoc, p)
+					w.round(b, p)
 				}
-			}
-			next := func(i int) {
-				p := i % benchPeers
-				if err := editor.SetActorID(fmt.Sprintf("%032x", 1+p)); err != nil {
-					b.Fatal(err)
-				}
-				if err := editor.RootMap().Set(fmt.Sprintf("k%d", i%16), int64(i)); err != nil {
-					b.Fatal(err)
-				}
-				ts := time.UnixMilli(1_800_000_000_000)
-				h, err := editor.Commit("", automerge.CommitOptions{Time: &ts})
-				if err != nil {
-					b.Fatal(err)
-				}
-				c, err := editor.Change(h)
-				if err != nil {
-					b.Fatal(err)
-				}
-				ch, err := ParseChange(c.Save())
-				if err != nil {
-					b.Fatal(err)
-				}
-				if _, err := peerDoc.Add([]*Change{ch}); err != nil {
-					b.Fatal(err)
-				}
-				for _, w := range worlds {
-					w.round(b, peerDoc, p)
-				}
-			}
-			for i := range 5 { // warm up
-				next(i)
-			}
-			for _, w := range worlds {
+				w.play(b, warm, n)
 				w.timed, w.msgs = 0, 0
 			}
+			timed := moreChanges(b, editor, n+len(warm), b.N)
 			b.ResetTimer()
-			for i := range b.N {
-				next(5 + i)
+			for _, w := range worlds {
+				w.play(b, timed, n+len(warm))
 			}
 			b.StopTimer()
 			for _, w := range worlds {
-				if !slicesEqualHeads(w.srv.heads(), peerDoc.Heads()) {
+				if !slicesEqualHeads(w.srv.heads(), heads(editor)) {
 					b.Fatal("a server fell behind")
 				}
 			}
