@@ -2,6 +2,17 @@
 // (github.com/automerge/automerge-go). Rooms use only what is here, so that
 // the core can be replaced, or given a fast path, without touching them.
 //
+// The core is Rust behind cgo, built with panic=abort: a crafted change
+// that makes it panic kills the whole server. So nothing from outside
+// reaches it undecoded: every change in a peer's sync message (Receive), a
+// store's snapshot and log (Load) and an import (Import, ChunkHashes) is
+// decoded in Go (change.go, columns.go, document.go) and validated against
+// the document's index (validate.go) in the order the core will apply it
+// (ingest.go). Errors about bad input are *InvalidChangeError (or
+// *MissingDepsError), wrapping ErrLimitExceeded when a Limits bound is the
+// reason. Edits made through Automerge() are the server's own and are only
+// indexed.
+//
 // Nothing here is safe for concurrent use: a room owns its Doc and the sync
 // states made from it, and calls them from its own goroutine.
 package core

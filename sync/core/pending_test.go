@@ -272,3 +272,27 @@ func mustDecodeChunk(t testing.TB, b []byte) *changeChunk {
 	}
 	return c
 }
+
+// TestResetMessagesAreLeftAlone: when the peer's last sync is unknown the
+// core sends a reset message, which asks for nothing; Generate keeps it so
+// even with held changes.
+func TestResetMessagesAreLeftAlone(t *testing.T) {
+	chain := chainA(3)
+	d := baseDoc(t)
+	s := d.NewSyncState()
+	unknown := Hash{9}
+	msg := syncMessage{heads: []Hash{chain[2].hash()}, haves: []have{{lastSync: []Hash{unknown}}}}
+	if _, err := s.Receive(msg.encode([]*changeChunk{mustDecodeChunk(t, chain[2].chunk())})); err != nil {
+		t.Fatal(err)
+	}
+	if d.Pending() != 1 {
+		t.Fatal("not held")
+	}
+	out, ok := s.Generate()
+	if !ok {
+		t.Fatal("no message")
+	}
+	if m := parseOwn(t, out); len(m.need) != 0 || len(m.haves) != 1 || len(m.haves[0].lastSync) != 0 {
+		t.Fatalf("not a reset message: need %x, haves %v", m.need, m.haves)
+	}
+}

@@ -13,9 +13,10 @@ import (
 // malformed sync messages make it panic (found by FuzzReceive: a change
 // whose seq skips ahead of its actor's history passes the core's checks and
 // later makes GenerateMessage index out of range; a Bloom filter with
-// entries but no bits divides by zero). So every message from a peer is
-// parsed and checked here first, and only well-formed messages whose
-// changes extend their actors' histories in order reach the core. The
+// entries but no bits divides by zero; FuzzReceiveChange found op columns
+// that abort it, such as a map key in a list). So every message from a
+// peer is parsed here first, with its changes decoded in full, and the
+// changes are validated (validate.go) before the core sees any of it. The
 // format is SYNC-ALGORITHM.md §1.
 
 // Limits on what a peer's sync message may contain, far above what stock
