@@ -68,7 +68,7 @@ func parseConfig(command string, args []string, getenv func(string) string, stde
 	var logLevel string
 	fs := flag.NewFlagSet("tandem "+command, flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: tandem [serve|migrate] [flags]\n       tandem import --automerge-repo-dir DIR [flags]\n       tandem token [flags]\n\n  tandem [serve]  run the server\n  tandem migrate  apply database migrations and exit\n  tandem import   import an automerge-repo sync server's data directory and exit\n  tandem token    mint an access token (tandem token -h)\n\nflags:")
+		fmt.Fprintln(fs.Output(), "usage: tandem [serve|migrate] [flags]\n       tandem import --automerge-repo-dir DIR [flags]\n       tandem token [flags]\n       tandem bench [flags]\n\n  tandem [serve]  run the server\n  tandem migrate  apply database migrations and exit\n  tandem import   import an automerge-repo sync server's data directory and exit\n  tandem token    mint an access token (tandem token -h)\n  tandem bench    drive a sync server with simulated clients and report (tandem bench -h)\n\nflags:")
 		fs.PrintDefaults()
 	}
 	fs.SetOutput(stderr)

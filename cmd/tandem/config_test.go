@@ -74,6 +74,9 @@ func TestRunDispatch(t *testing.T) {
 		{"token errors name the command", []string{"token"}, "tandem token: no signing key"},
 		{"serve flags are checked", []string{"serve", "--log-level", "loud"}, "tandem: --log-level"},
 		{"migrate runs and exits", []string{"migrate", "--data-dir", dir}, ""},
+		{"bench targets loopback only", []string{"bench", "--url", "ws://192.0.2.1:3030/"}, "tandem bench: url"},
+		{"bench --idle needs the server's pid", []string{"bench", "--idle", "10"}, "tandem bench: --idle needs --server-pid"},
+		{"bench modes exclude each other", []string{"bench", "--idle", "10", "--ramp"}, "tandem bench: --ramp and --idle"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			err := run(context.Background(), tt.args, func(string) string { return "" }, io.Discard, io.Discard)

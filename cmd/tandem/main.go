@@ -9,6 +9,7 @@
 //	tandem import --automerge-repo-dir DIR [flags]
 //	                         import an automerge-repo sync server's data directory (import.go)
 //	tandem token [flags]     mint an access token (token.go)
+//	tandem bench [flags]     drive a sync server with simulated clients and report (bench.go)
 package main
 
 import (
@@ -56,6 +57,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	switch command {
 	case "token":
 		return tokenCommand(args, getenv, stdout, stderr, time.Now)
+	case "bench":
+		err := benchCommand(ctx, args, stdout, stderr)
+		if err != nil && !errors.Is(err, flag.ErrHelp) {
+			return fmt.Errorf("tandem bench: %w", err)
+		}
+		return err
 	case "import":
 		err := importCommand(ctx, args, getenv, stdout, stderr)
 		if err != nil && !errors.Is(err, flag.ErrHelp) {
@@ -77,7 +84,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		return err
 	default:
-		return fmt.Errorf("tandem: unknown command %q (want serve, migrate, import or token; see tandem -h)", command)
+		return fmt.Errorf("tandem: unknown command %q (want serve, migrate, import, token or bench; see tandem -h)", command)
 	}
 }
 

@@ -1,0 +1,123 @@
+package loadgen_test
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/tandem-sync/tandem/internal/loadgen"
+	"github.com/tandem-sync/tandem/sync/room"
+)
+
+// TestRunDeliversEveryEdit runs a small load against an in-process Tandem:
+// every edit reaches every other client of its document, nothing fails,
+// and the report adds up.
+func TestRunDeliversEveryEdit(t *testing.T) {
+	srv := startServer(t, room.Config{})
+	var progress int
+	res, err := loadgen.Run(context.Background(), loadgen.Config{
+		URL: srv.url, Docs: 3, ClientsPerDoc: 3, Rate: 200, Duration: 1500 * time.Millisecond, Warmup: 300 * time.Millisecond,
+		ServerPIDs: []int{os.Getpid()},
+		Progress:   func(loadgen.Progress) { progress++ },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%+v", res)
+	if res.Edits < 200 || res.EditRate < 100 {
+		t.Errorf("edits = %d (%.0f/s), want about 300 at 200/s", res.Edits, res.EditRate)
+	}
+	if res.Expected != 2*res.Edits || res.Delivered != res.Expected || res.Lost != 0 {
+		t.Errorf("expected %d deliveries (2 per edit of %d), delivered %d, lost %d", res.Expected, res.Edits, res.Delivered, res.Lost)
+	}
+	if res.FanOut.Samples != uint64(res.Delivered) || res.FanOut.P50 <= 0 || res.FanOut.P99 < res.FanOut.P50 || res.FanOut.Max < res.FanOut.P99 {
+		t.Errorf("fan-out %+v does not fit %d deliveries", res.FanOut, res.Delivered)
+	}
+	if res.Errors != 0 || len(res.Disconnects) != 0 {
+		t.Errorf("errors %d %q, disconnects %v; want none", res.Errors, res.ErrorSamples, res.Disconnects)
+	}
+	if res.BytesIn == 0 || res.BytesOut == 0 || res.MessagesIn < res.Delivered/2 {
+		t.Errorf("bytes in %d out %d, messages in %d", res.BytesIn, res.BytesOut, res.MessagesIn)
+	}
+	if res.Server == nil || res.Server.RSSEnd == 0 || res.Server.CPUSeconds <= 0 || res.Self.CPUSeconds <= 0 {
+		t.Errorf("usage: server %+v, self %+v", res.Server, res.Self)
+	}
+	if progress == 0 {
+		t.Error("no progress reported")
+	}
+}
+
+// TestIdleWithDocuments opens idle connections that each create a
+// document: the server holds a room per document while they stay, and
+// after they close it evicts them within its idle timeout.
+func TestIdleWithDocuments(t *testing.T) {
+	srv := startServer(t, room.Config{IdleTimeout: 300 * time.Millisecond})
+	res, err := loadgen.Idle(context.Background(), loadgen.IdleConfig{
+		URL: srv.url, Connections: 30, Docs: true, ServerPIDs: []int{os.Getpid()},
+		Settle: 100 * time.Millisecond, Release: 2 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Connections != 30 || res.RSSBefore == 0 || res.RSSAfter == 0 || res.Errors != 0 || len(res.Disconnects) != 0 {
+		t.Fatalf("%+v", res)
+	}
+	if want := float64(res.RSSAfter-res.RSSBefore) / 30; res.PerConnection != want {
+		t.Errorf("per connection %.0f, want %.0f", res.PerConnection, want)
+	}
+	if res.Release == nil || res.Release.RSSEnd == 0 || res.Release.WaitS < 1.9 {
+		t.Fatalf("release %+v", res.Release)
+	}
+	if n := srv.rooms.Len(); n != 0 {
+		t.Errorf("%d rooms still in memory after the release", n)
+	}
+}
+
+// TestIdleWithoutDocuments only opens connections: no room is created.
+func TestIdleWithoutDocuments(t *testing.T) {
+	srv := startServer(t, room.Config{})
+	res, err := loadgen.Idle(context.Background(), loadgen.IdleConfig{
+		URL: srv.url, Connections: 10, ServerPIDs: []int{os.Getpid()}, Settle: 50 * time.Millisecond,
+	})
+	rooms := srv.rooms.Len()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Release != nil || res.Errors != 0 || rooms != 0 {
+		t.Fatalf("%+v, %d rooms", res, rooms)
+	}
+}
+
+// TestRunCountsDisconnects shuts the server's hub down during a run: every
+// connection is closed with 1001, and the report counts them by that code
+// (the lost deliveries and errors that follow are counted, not fatal).
+func TestRunCountsDisconnects(t *testing.T) {
+	srv := startServer(t, room.Config{})
+	go func() {
+		time.Sleep(700 * time.Millisecond)
+		srv.hub.Close()
+	}()
+	res, err := loadgen.Run(context.Background(), loadgen.Config{
+		URL: srv.url, Docs: 2, ClientsPerDoc: 2, Rate: 50, Duration: 1500 * time.Millisecond, Drain: 200 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Disconnects["1001"] != 4 {
+		t.Errorf("disconnects %v, want 4 × 1001", res.Disconnects)
+	}
+	if res.EditsSkipped == 0 {
+		t.Errorf("no edit was skipped after the connections ended: %+v", res)
+	}
+}
+
+// TestRunSetupFails reports a server that is not there as an error.
+func TestRunSetupFails(t *testing.T) {
+	_, err := loadgen.Run(context.Background(), loadgen.Config{
+		URL: "ws://127.0.0.1:1/", Docs: 1, ClientsPerDoc: 2, Rate: 1, Duration: time.Second, SetupTimeout: time.Second,
+	})
+	if err == nil {
+		t.Fatal("a run against no server succeeded")
+	}
+}
