@@ -47,6 +47,9 @@ type Config struct {
 	PongTimeout      time.Duration
 	CompactChanges   int64
 	DrainTimeout     time.Duration
+	// PprofAddr, when set, serves net/http/pprof on this loopback address
+	// (a listener of its own, apart from Addr).
+	PprofAddr string
 }
 
 // parseConfig reads the flags of command (serve, migrate or import) from
@@ -90,6 +93,7 @@ func parseConfig(command string, args []string, getenv func(string) string, stde
 	fs.StringVar(&logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", env("LOG_FORMAT", "text"), "text or json")
 	fs.StringVar(&c.PeerID, "peer-id", env("PEER_ID", defaultPeerID()), "the server's automerge-repo peer ID")
+	fs.StringVar(&c.PprofAddr, "pprof-addr", env("PPROF_ADDR", ""), "serve Go profiles (/debug/pprof/) on this loopback host:port; empty: off")
 	var err error
 	boolFlag := func(p *bool, name, envName, usage string) {
 		v, perr := strconv.ParseBool(env(envName, "false"))
@@ -171,6 +175,15 @@ func parseConfig(command string, args []string, getenv func(string) string, stde
 	host, _, err := net.SplitHostPort(c.Addr)
 	if err != nil {
 		return Config{}, fmt.Errorf("--addr %q: %w", c.Addr, err)
+	}
+	if c.PprofAddr != "" {
+		phost, _, err := net.SplitHostPort(c.PprofAddr)
+		if err != nil {
+			return Config{}, fmt.Errorf("--pprof-addr %q: %w", c.PprofAddr, err)
+		}
+		if !isLoopback(phost) {
+			return Config{}, fmt.Errorf("--pprof-addr %q: profiles are served on a loopback address only", c.PprofAddr)
+		}
 	}
 	if !isLoopback(host) && !c.AllowAnonymous && c.TokenSecret == "" && c.TokenPublicKey == "" {
 		return Config{}, fmt.Errorf("--addr %q is not a loopback address: listening there needs a token key (--token-secret or --token-public-key) or --allow-anonymous", c.Addr)

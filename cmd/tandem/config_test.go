@@ -41,6 +41,11 @@ func TestParseConfig(t *testing.T) {
 		{name: "bad log level", args: []string{"--log-level", "loud"}, wantErr: "--log-level"},
 		{name: "stray argument", args: []string{"extra"}, wantErr: "unexpected arguments"},
 		{name: "webhook retention", env: map[string]string{"TANDEM_WEBHOOK_RETENTION": "24h"}, check: func(c Config) bool { return c.WebhookRetention == 24*time.Hour }},
+		{name: "pprof off by default", check: func(c Config) bool { return c.PprofAddr == "" }},
+		{name: "pprof on loopback", args: []string{"--pprof-addr", "127.0.0.1:6060"}, check: func(c Config) bool { return c.PprofAddr == "127.0.0.1:6060" }},
+		{name: "pprof from the environment", env: map[string]string{"TANDEM_PPROF_ADDR": "localhost:6060"}, check: func(c Config) bool { return c.PprofAddr == "localhost:6060" }},
+		{name: "pprof only on loopback", args: []string{"--pprof-addr", "0.0.0.0:6060", "--allow-anonymous"}, wantErr: "--pprof-addr"},
+		{name: "pprof on all interfaces refused", args: []string{"--pprof-addr", ":6060"}, wantErr: "loopback address only"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
