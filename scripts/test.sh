@@ -57,6 +57,9 @@ export TANDEM_BIN="$root/bin/tandem" # the crash tests in cmd/tandem run it
 step "go test"
 go test -race -count=1 ./...
 
+step "benchmarks (one iteration each: they keep compiling and running)"
+go test -run '^$' -bench . -benchtime 1x ./...
+
 step "interop suite (stock automerge-repo client against bin/tandem)"
 # The official server, whose data directory the import test brings along.
 if [ ! -d bench/reference/node_modules ] || [ bench/reference/package-lock.json -nt bench/reference/node_modules/.package-lock.json ]; then
