@@ -18,6 +18,8 @@
 #   IDLE="2000"                           idle connection counts, each without
 #                                         and with one small document per connection
 #   IDLE_SETTLE=3s                        wait before reading the RSS after opening
+#   IDLE_OPEN_TIMEOUT=3m                  longest time to open them; a server that takes
+#                                         longer is measured with the connections it took
 #   RELEASE=0                             with RELEASE=1, the last idle count with
 #                                         documents then closes its connections and
 #   RELEASE_WAIT=180s                     watches the RSS this long (past the Go
@@ -47,6 +49,7 @@ DURATION=${DURATION:-5s}
 WARMUP=${WARMUP:-2s}
 IDLE=${IDLE:-2000}
 IDLE_SETTLE=${IDLE_SETTLE:-3s}
+IDLE_OPEN_TIMEOUT=${IDLE_OPEN_TIMEOUT:-3m}
 RELEASE=${RELEASE:-0}
 RELEASE_WAIT=${RELEASE_WAIT:-180s}
 EVICT_IDLE_TIMEOUT=${EVICT_IDLE_TIMEOUT:-5s}
@@ -137,9 +140,13 @@ pg_ticks() {
 	echo "$total"
 }
 
-run_bench() { # label json args...
+failed=()
+run_bench() { # label json args...: a failed run is noted, and the others go on
 	local label=$1 json=$2; shift 2
-	"$bench" bench --url "$url" --server-pid "$server_pid" --label "$label" --json "$OUT/$json" "$@" >&2
+	if ! "$bench" bench --url "$url" --server-pid "$server_pid" --label "$label" --json "$OUT/$json" "$@" >&2; then
+		failed+=("$json")
+		rm -f "$OUT/$json"
+	fi
 }
 
 for kind in $SERVERS; do
@@ -156,7 +163,7 @@ for kind in $SERVERS; do
 			[ "$kind" = reference ] && extra=()
 			say "$kind: $n idle connections, documents: $docs"
 			start_server "$kind" "${extra[@]}"
-			flags=(--idle "$n" --idle-settle "$IDLE_SETTLE" "${release[@]}")
+			flags=(--idle "$n" --idle-settle "$IDLE_SETTLE" --idle-open-timeout "$IDLE_OPEN_TIMEOUT" "${release[@]}")
 			[ "$docs" = yes ] && flags+=(--idle-docs)
 			run_bench "$kind" "$kind-idle-$n-$docs.json" "${flags[@]}"
 		done
@@ -179,7 +186,9 @@ for kind in $SERVERS; do
 		if [ "$kind" = postgres ]; then
 			echo "{\"postgres_cpu_s\": $(( $(pg_ticks) - before ))e-2}" >"$OUT/$kind-load-$rate.pg.json"
 		fi
-		if [ "${SKIP_SATURATED:-1}" = 1 ] && node -e '
+		if [ ! -f "$OUT/$kind-load-$rate.json" ]; then
+			saturated=$rate
+		elif [ "${SKIP_SATURATED:-1}" = 1 ] && node -e '
 			const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).load
 			process.exit(r.lost > 0 || r.fanout.p99_ms > 2000 || r.edit_rate < 0.9 * r.rate_target ? 0 : 1)' "$OUT/$kind-load-$rate.json"; then
 			saturated=$rate
@@ -205,3 +214,7 @@ done
 
 say "results in $OUT"
 node bench/summary.mjs "$OUT"
+if [ ${#failed[@]} -gt 0 ]; then
+	echo "runs that failed (see the log above): ${failed[*]}"
+	exit 1
+fi

@@ -122,7 +122,8 @@ if (idle.length) {
         const r = reports[`${k}-idle-${c}-${docs}`]?.idle
         if (!r) continue
         console.log(row([[c, 7], [docs === "yes" ? "one each" : "none", 9], [label[k], 16], [mb(r.rss_before_bytes), 10], [mb(r.rss_after_bytes), 9],
-          [fmt(r.rss_per_connection_bytes, 0), 11], [k === "reference" ? "" : ratio(r.rss_per_connection_bytes, ref?.rss_per_connection_bytes), 11]]))
+          [fmt(r.rss_per_connection_bytes, 0), 11], [k === "reference" ? "" : ratio(r.rss_per_connection_bytes, ref?.rss_per_connection_bytes), 11]]) +
+          (r.setup_error ? `  (only ${r.opened} opened, ${r.ready} ready: per opened connection)` : ""))
       }
     }
   }

@@ -86,6 +86,7 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.BoolVar(&idleCfg.Docs, "idle-docs", false, "--idle: each connection creates one small document")
 	fs.DurationVar(&idleCfg.Settle, "idle-settle", 5*time.Second, "--idle: wait after opening before reading the RSS")
 	fs.DurationVar(&idleCfg.Release, "idle-release", 0, "--idle: then close them and watch the RSS this long (0: don't)")
+	fs.DurationVar(&idleCfg.SetupTimeout, "idle-open-timeout", 5*time.Minute, "--idle: longest time to open them all; then what opened is measured")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -374,6 +375,9 @@ func writeIdleTable(w io.Writer, label string, r loadgen.IdleResult) {
 	}
 	fmt.Fprintf(w, "tandem bench --idle: %s: %d connections %s, opened in %.1fs\n", title(label, r.URL), r.Connections, what, r.OpenS)
 	row := func(k, format string, a ...any) { fmt.Fprintf(w, "  %-16s "+format+"\n", append([]any{k}, a...)...) }
+	if r.SetupError != "" {
+		row("INCOMPLETE", "%s", r.SetupError)
+	}
 	row("server rss", "before %s, after %s: %.0f bytes per connection", mb(r.RSSBefore), mb(r.RSSAfter), r.PerConnection)
 	row("server cpu", "%.2f s while opening", r.ServerCPUSeconds)
 	if rel := r.Release; rel != nil {

@@ -2,12 +2,18 @@ package loadgen_test
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+
 	"github.com/tandem-sync/tandem/internal/loadgen"
 	"github.com/tandem-sync/tandem/sync/room"
+	"github.com/tandem-sync/tandem/sync/wire"
 )
 
 // TestRunDeliversEveryEdit runs a small load against an in-process Tandem:
@@ -119,5 +125,58 @@ func TestRunSetupFails(t *testing.T) {
 	})
 	if err == nil {
 		t.Fatal("a run against no server succeeded")
+	}
+}
+
+// mute is a server that completes the handshake and then never answers:
+// documents created on it are never acknowledged.
+func mute(t *testing.T) string {
+	t.Helper()
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		for {
+			_, frame, err := c.Read(r.Context())
+			if err != nil {
+				return
+			}
+			if m, err := wire.Decode(frame); err == nil && m.Type == wire.TypeJoin {
+				b, _ := wire.Encode(wire.Message{Type: wire.TypePeer, SenderID: "mute", TargetID: m.SenderID, SelectedProtocolVersion: "1"})
+				if err := c.Write(r.Context(), websocket.MessageBinary, b); err != nil {
+					return
+				}
+			}
+		}
+	}))
+	t.Cleanup(ts.Close)
+	return "ws" + strings.TrimPrefix(ts.URL, "http") + "/"
+}
+
+// TestIdleMeasuresWhatOpened: when the server does not take every
+// document within the setup timeout, the measurement goes on with the
+// connections that opened and says so.
+func TestIdleMeasuresWhatOpened(t *testing.T) {
+	res, err := loadgen.Idle(context.Background(), loadgen.IdleConfig{
+		URL: mute(t), Connections: 5, Docs: true, ServerPIDs: []int{os.Getpid()},
+		Settle: 10 * time.Millisecond, SetupTimeout: 300 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Opened != 5 || res.Ready != 0 || !strings.Contains(res.SetupError, "5 of 5 connections open and 0 ready") {
+		t.Fatalf("%+v", res)
+	}
+}
+
+// TestRunSetupTimesOut: a load run whose documents never sync fails.
+func TestRunSetupTimesOut(t *testing.T) {
+	_, err := loadgen.Run(context.Background(), loadgen.Config{
+		URL: mute(t), Docs: 1, ClientsPerDoc: 2, Rate: 1, Duration: time.Second, SetupTimeout: 300 * time.Millisecond,
+	})
+	if err == nil || !strings.Contains(err.Error(), "create documents") {
+		t.Fatalf("err = %v", err)
 	}
 }
