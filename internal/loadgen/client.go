@@ -155,22 +155,25 @@ func (c *client) dial(ctx context.Context, url string) error {
 	}
 	conn.SetReadLimit(256 << 20)
 	c.conn = conn
+	// Until the reader runs, close has nothing to wait for.
+	fail := func(err error) error {
+		conn.CloseNow()
+		c.conn = nil
+		return err
+	}
 	join := wire.Message{Type: wire.TypeJoin, SenderID: c.peerID, SupportedProtocolVersions: []string{wire.ProtocolVersion},
 		PeerMetadata: &wire.PeerMetadata{IsEphemeral: true}}
 	if err := c.write(ctx, join); err != nil {
-		conn.CloseNow()
-		return err
+		return fail(err)
 	}
 	_, frame, err := conn.Read(ctx)
 	if err != nil {
-		conn.CloseNow()
-		return fmt.Errorf("handshake: %w", err)
+		return fail(fmt.Errorf("handshake: %w", err))
 	}
 	c.st.in(len(frame))
 	m, err := wire.Decode(frame)
 	if err != nil || m.Type != wire.TypePeer {
-		conn.CloseNow()
-		return fmt.Errorf("handshake: got %q (%v), want a peer message", m.Type, err)
+		return fail(fmt.Errorf("handshake: got %q (%v), want a peer message", m.Type, err))
 	}
 	go c.readLoop()
 	return nil

@@ -129,8 +129,13 @@ func TestRunSetupFails(t *testing.T) {
 }
 
 // mute is a server that completes the handshake and then never answers:
-// documents created on it are never acknowledged.
-func mute(t *testing.T) string {
+// documents created on it are never acknowledged. A deaf one does not
+// even answer join.
+func mute(t *testing.T) string { return silent(t, true) }
+
+func deaf(t *testing.T) string { return silent(t, false) }
+
+func silent(t *testing.T, handshake bool) string {
 	t.Helper()
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := websocket.Accept(w, r, nil)
@@ -143,7 +148,7 @@ func mute(t *testing.T) string {
 			if err != nil {
 				return
 			}
-			if m, err := wire.Decode(frame); err == nil && m.Type == wire.TypeJoin {
+			if m, err := wire.Decode(frame); err == nil && m.Type == wire.TypeJoin && handshake {
 				b, _ := wire.Encode(wire.Message{Type: wire.TypePeer, SenderID: "mute", TargetID: m.SenderID, SelectedProtocolVersion: "1"})
 				if err := c.Write(r.Context(), websocket.MessageBinary, b); err != nil {
 					return
@@ -178,5 +183,25 @@ func TestRunSetupTimesOut(t *testing.T) {
 	})
 	if err == nil || !strings.Contains(err.Error(), "create documents") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestIdleHandshakeTimesOut: connections whose handshake never completes
+// are an error, and nothing waits for them afterwards.
+func TestIdleHandshakeTimesOut(t *testing.T) {
+	done := make(chan error, 1)
+	go func() {
+		_, err := loadgen.Idle(context.Background(), loadgen.IdleConfig{
+			URL: deaf(t), Connections: 3, ServerPIDs: []int{os.Getpid()}, SetupTimeout: 200 * time.Millisecond,
+		})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "handshake") {
+			t.Fatalf("err = %v, want a handshake error", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Idle did not return")
 	}
 }
