@@ -49,6 +49,16 @@ if [ -z "${TANDEM_TEST_DATABASE_URL:-}" ]; then
 	pg_isready -h 127.0.0.1 -p 5432
 fi
 
+step "npm packages"
+# The stock clients: the interop suite and the hostile-client suite's
+# bystanders (internal/hostile) run them; the official server, whose data
+# directory the import test brings along.
+for d in clients/js bench/reference; do
+	if [ ! -d $d/node_modules ] || [ $d/package-lock.json -nt $d/node_modules/.package-lock.json ]; then
+		(cd $d && npm install --no-audit --no-fund)  # not `npm ci`: see .ci/run
+	fi
+done
+
 step "build"
 mkdir -p bin
 go build -o bin/tandem ./cmd/tandem
@@ -61,12 +71,5 @@ step "benchmarks (one iteration each: they keep compiling and running)"
 go test -run '^$' -bench . -benchtime 1x ./...
 
 step "interop suite (stock automerge-repo client against bin/tandem)"
-# The official server, whose data directory the import test brings along.
-if [ ! -d bench/reference/node_modules ] || [ bench/reference/package-lock.json -nt bench/reference/node_modules/.package-lock.json ]; then
-	(cd bench/reference && npm install --no-audit --no-fund)  # not `npm ci`: see .ci/run
-fi
 cd clients/js
-if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-	npm install --no-audit --no-fund  # not `npm ci`: see .ci/run
-fi
 npm test
