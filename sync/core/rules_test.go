@@ -108,15 +108,30 @@ func TestBaseIsValid(t *testing.T) {
 	}
 }
 
+// ruleCase is a change that breaks one rule, and what its refusal says
+// (nothing: it is accepted).
+type ruleCase struct {
+	name string
+	c    *testChange
+	want string
+}
+
 func TestChangeRules(t *testing.T) {
+	for _, tc := range changeRuleCases() {
+		t.Run(tc.name, func(t *testing.T) {
+			refuse(t, baseDoc(t), tc.want, tc.c.chunk())
+		})
+	}
+}
+
+// changeRuleCases are changes on top of the base that break one of the
+// document rules each. internal/hostile sends them over real sockets
+// (TestHostileFixtures writes them out).
+func changeRuleCases() []ruleCase {
 	big := uint64(math.MaxUint32) + 1
 	set := func(obj ref, k opKey) changeOp { return changeOp{obj: obj, key: k, action: actSet, val: vInt(1)} }
 	withOthers := func(c *testChange, others ...[]byte) *testChange { c.others = others; return c }
-	cases := []struct {
-		name string
-		c    *testChange
-		want string
-	}{
+	return []ruleCase{
 		{"object counter over 32 bits", changeB(set(ref{1, big}, prop("k"))), "object counter 4294967296 overflows 32 bits"},
 		{"element counter over 32 bits", changeB(set(ref{1, 2}, elem(1, big))), "element counter 4294967296 overflows 32 bits"},
 		{"pred counter over 32 bits", changeB(changeOp{key: prop("c"), action: actSet, val: vInt(1), preds: []ref{{1, big}}}), "pred counter 4294967296 overflows 32 bits"},
@@ -164,11 +179,6 @@ func TestChangeRules(t *testing.T) {
 		{"empty actor", func() *testChange { c := changeB(set(ref{}, prop("a"))); c.actor = nil; return c }(), "actor ID of 0 bytes"},
 		{"message not UTF-8", func() *testChange { c := changeB(set(ref{}, prop("a"))); c.message = "\xc3"; return c }(), "invalid UTF-8"},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			refuse(t, baseDoc(t), tc.want, tc.c.chunk())
-		})
-	}
 }
 
 // colEdit returns a cols hook that edits the column with spec.
@@ -184,15 +194,27 @@ func colEdit(spec colSpec, f func([]byte) []byte) func([]column) []column {
 }
 
 func TestColumnRules(t *testing.T) {
+	for _, tc := range columnRuleCases() {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.want == "" {
+				accept(t, baseDoc(t), tc.c.chunk())
+				return
+			}
+			refuse(t, baseDoc(t), tc.want, tc.c.chunk())
+		})
+	}
+}
+
+// columnRuleCases are changes whose op columns are malformed, one way each;
+// the last is accepted.
+func columnRuleCases() []ruleCase {
 	two := func() *testChange {
 		return changeB(changeOp{key: prop("a"), action: actSet, val: vStr("xy")}, changeOp{key: prop("b"), action: actSet, val: vInt(2)})
 	}
 	with := func(f func([]column) []column) *testChange { c := two(); c.cols = f; return c }
-	cases := []struct {
-		name string
-		c    *testChange
-		want string
-	}{
+	extra := two()
+	extra.extra = []byte{1, 2, 3}
+	return []ruleCase{
 		{"raw values shorter than the metadata", with(colEdit(87, func(b []byte) []byte { return b[:1] })), "more than the raw value column holds"},
 		{"raw values longer than the metadata", with(colEdit(87, func(b []byte) []byte { return append(b, 9) })), "no value's metadata claims"},
 		{"action column truncated", with(colEdit(66, func(b []byte) []byte { return b[:len(b)-1] })), "action column: truncated"},
@@ -217,17 +239,7 @@ func TestColumnRules(t *testing.T) {
 		}(), "outside its group"},
 		{"non-canonical run", with(colEdit(66, func([]byte) []byte { return []byte{0x7e, 1, 1} })), "not in the canonical encoding"},
 		{"unknown column", with(func(cols []column) []column { return append(cols, column{0x7f0, []byte{1}}) }), "not in the canonical encoding"},
-		{"extra bytes... are kept", with(nil), ""},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			if tc.want == "" {
-				tc.c.extra = []byte{1, 2, 3}
-				accept(t, baseDoc(t), tc.c.chunk())
-				return
-			}
-			refuse(t, baseDoc(t), tc.want, tc.c.chunk())
-		})
+		{"extra bytes... are kept", extra, ""},
 	}
 }
 
@@ -266,13 +278,34 @@ func TestChunkRules(t *testing.T) {
 	}
 }
 
+// opBomb is a change of a few bytes that encodes 2^25 ops in one run.
+func opBomb() *testChange {
+	c := changeB()
+	c.cols = func([]column) []column {
+		return []column{{66, append(appendSleb(nil, 1<<25), 1)}} // 2^25 sets
+	}
+	return c
+}
+
+// keyBomb is a change of a few bytes that writes one key a million times.
+func keyBomb() *testChange {
+	c := changeB()
+	c.cols = func([]column) []column {
+		n := appendSleb(nil, 1<<20)
+		return []column{
+			{21, append(slices.Clone(n), append(appendUleb(nil, 1), 'k')...)}, // key "k"
+			{52, appendUleb(nil, 1<<20)},                                      // no inserts
+			{66, append(slices.Clone(n), 3)},                                  // deletes
+			{86, append(slices.Clone(n), 0)},                                  // null values
+			{112, append(slices.Clone(n), 0)},                                 // no preds
+		}
+	}
+	return c
+}
+
 func TestLimits(t *testing.T) {
 	t.Run("a run of 2^25 ops in a few bytes", func(t *testing.T) {
-		c := changeB()
-		c.cols = func([]column) []column {
-			return []column{{66, append(appendSleb(nil, 1<<25), 1)}} // 2^25 sets
-		}
-		msg := messageOf(c.chunk())
+		msg := messageOf(opBomb().chunk())
 		if len(msg) > 128 {
 			t.Fatalf("message of %d bytes", len(msg))
 		}
@@ -289,19 +322,8 @@ func TestLimits(t *testing.T) {
 		t.Logf("%d-byte message refused with %.0f allocations", len(msg), allocs)
 	})
 	t.Run("a million writes to one key in a few bytes", func(t *testing.T) {
-		c := changeB()
-		c.cols = func([]column) []column {
-			n := appendSleb(nil, 1<<20)
-			return []column{
-				{21, append(slices.Clone(n), append(appendUleb(nil, 1), 'k')...)}, // key "k"
-				{52, appendUleb(nil, 1<<20)},                                      // no inserts
-				{66, append(slices.Clone(n), 3)},                                  // deletes
-				{86, append(slices.Clone(n), 0)},                                  // null values
-				{112, append(slices.Clone(n), 0)},                                 // no preds
-			}
-		}
 		start := time.Now()
-		err := refuse(t, baseDoc(t), "limit exceeded", c.chunk())
+		err := refuse(t, baseDoc(t), "limit exceeded", keyBomb().chunk())
 		if !errors.Is(err, ErrLimitExceeded) || time.Since(start) > 5*time.Second {
 			t.Fatalf("%v after %v", err, time.Since(start))
 		}
