@@ -17,22 +17,31 @@ const firstChunk = 32 << 10
 // own header says it is over the limit.
 var errFrameTooBig = errors.New("frame over the size limit")
 
+// errFrameUnsized is a frame longer than firstChunk whose first bytes do not
+// declare its size (wire.SizeHint). Every protocol message that long is a
+// CBOR map whose byte string (a sync message, an ephemeral payload) says
+// how long it is; anything else is malformed, and reading it whole to find
+// out would cost a buffer grown step by step to the limit.
+var errFrameUnsized = errors.New("frame over 32 KiB whose CBOR header does not declare its size")
+
 // frameReader reads WebSocket messages into buffers of about their size:
 // small ones through a shared scratch chunk and then an exact copy, large
 // ones into one buffer sized from the frame's CBOR header (wire.SizeHint),
 // so that a frame costs about its size once instead of the doubling growth
-// of io.ReadAll. A frame whose header declares more than limit is refused
-// before it is buffered.
+// of io.ReadAll. A frame whose header declares more than limit, or a large
+// one whose header declares no size, is refused before it is buffered.
 type frameReader struct {
 	limit int64
-	// chunks holds firstChunk-byte scratch buffers; one per connection
+	// chunks holds scratch buffers of firstChunk+1 bytes; one per connection
 	// reading at any moment, shared by all.
 	chunks sync.Pool
 }
 
 func newFrameReader(limit int64) *frameReader {
 	fr := &frameReader{limit: limit}
-	fr.chunks.New = func() any { b := make([]byte, firstChunk); return &b }
+	// One byte over firstChunk, so that a frame of exactly firstChunk
+	// bytes is told from a longer one by the first read.
+	fr.chunks.New = func() any { b := make([]byte, firstChunk+1); return &b }
 	return fr
 }
 
@@ -47,13 +56,14 @@ func (fr *frameReader) read(r io.Reader) ([]byte, error) {
 	case err != nil:
 		return nil, err
 	}
-	size := int64(2 * n) // no estimate: start at twice what was read
-	if hint, ok := wire.SizeHint((*chunk)[:n]); ok {
-		if int64(hint) > fr.limit+1024 { // the hint allows slack; the transport enforces the exact limit
-			return nil, fmt.Errorf("%w: its header declares about %d bytes, the limit is %d", errFrameTooBig, hint, fr.limit)
-		}
-		size = int64(hint)
+	hint, ok := wire.SizeHint((*chunk)[:n])
+	if !ok {
+		return nil, errFrameUnsized
 	}
+	if int64(hint) > fr.limit+1024 { // the hint allows slack; the transport enforces the exact limit
+		return nil, fmt.Errorf("%w: its header declares about %d bytes, the limit is %d", errFrameTooBig, hint, fr.limit)
+	}
+	size := int64(hint)
 	frame := make([]byte, n, min(size, fr.limit+1))
 	copy(frame, *chunk)
 	for {

@@ -29,6 +29,10 @@ func (t wsTransport) Read(ctx context.Context) (hub.FrameKind, []byte, error) {
 		_ = t.c.Close(websocket.StatusMessageTooBig, "frame too large")
 		return 0, nil, fmt.Errorf("websocket read: %w", err)
 	}
+	if errors.Is(err, errFrameUnsized) {
+		_ = t.c.Close(websocket.StatusInvalidFramePayloadData, "malformed frame: a large frame must be a CBOR map that declares its size")
+		return 0, nil, fmt.Errorf("websocket read: %w", err)
+	}
 	if err != nil {
 		if websocket.CloseStatus(err) != -1 || errors.Is(err, context.Canceled) {
 			return 0, nil, fmt.Errorf("%w: %v", hub.ErrTransportClosed, err)
