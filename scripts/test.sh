@@ -70,6 +70,12 @@ go test -race -count=1 ./...
 step "benchmarks (one iteration each: they keep compiling and running)"
 go test -run '^$' -bench . -benchtime 1x ./...
 
+step "fuzz targets (a few seconds each; docs/FUZZING.md has the long campaigns)"
+for target in sync/core:FuzzReceive sync/core:FuzzReceiveChange sync/core:FuzzDocument sync/core:FuzzImport \
+	sync/engine:FuzzReceive sync/wire:FuzzDecode api/docjson:FuzzApply api/docjson:FuzzParseHeads; do
+	go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime "${TANDEM_FUZZTIME:-4s}" "./${target%%:*}"
+done
+
 step "interop suite (stock automerge-repo client against bin/tandem)"
 cd clients/js
 npm test
