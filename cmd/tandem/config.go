@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tandem-sync/tandem/sync/hub"
+	"github.com/tandem-sync/tandem/sync/room"
 )
 
 // Config is everything the binary reads from flags and the environment.
@@ -47,6 +48,10 @@ type Config struct {
 	PongTimeout      time.Duration
 	CompactChanges   int64
 	DrainTimeout     time.Duration
+	// UnavailableGrace is how long a request for a document that exists
+	// nowhere waits for another peer to bring it before it is answered
+	// doc-unavailable; zero answers at once.
+	UnavailableGrace time.Duration
 	// PprofAddr, when set, serves net/http/pprof on this loopback address
 	// (a listener of its own, apart from Addr).
 	PprofAddr string
@@ -131,6 +136,7 @@ func parseConfig(command string, args []string, getenv func(string) string, stde
 	durFlag(&c.WebhookDebounce, "webhook-debounce", "WEBHOOK_DEBOUNCE", time.Second, "at most one document.changed event per document per this window")
 	durFlag(&c.WebhookRetention, "webhook-retention", "WEBHOOK_RETENTION", 7*24*time.Hour, "how long delivered webhook events stay in the delivery log")
 	durFlag(&c.DrainTimeout, "drain-timeout", "DRAIN_TIMEOUT", 15*time.Second, "longest graceful shutdown")
+	durFlag(&c.UnavailableGrace, "unavailable-grace", "UNAVAILABLE_GRACE", room.DefaultUnavailableGrace, "how long a request for a document that exists nowhere waits for another peer to upload it before doc-unavailable (0: at once)")
 	if err != nil {
 		return Config{}, err
 	}
@@ -163,6 +169,9 @@ func parseConfig(command string, args []string, getenv func(string) string, stde
 			c.AllowedOrigins = append(c.AllowedOrigins, o)
 		}
 	}
+	if c.UnavailableGrace < 0 {
+		return Config{}, fmt.Errorf("--unavailable-grace %v is negative (0 answers at once)", c.UnavailableGrace)
+	}
 	if err := c.LogLevel.UnmarshalText([]byte(logLevel)); err != nil {
 		return Config{}, fmt.Errorf("--log-level: %w", err)
 	}
@@ -189,6 +198,15 @@ func parseConfig(command string, args []string, getenv func(string) string, stde
 		return Config{}, fmt.Errorf("--addr %q is not a loopback address: listening there needs a token key (--token-secret or --token-public-key) or --allow-anonymous", c.Addr)
 	}
 	return c, nil
+}
+
+// roomUnavailableGrace is UnavailableGrace as room.Config takes it, where
+// zero selects the default and a negative value answers at once.
+func (c Config) roomUnavailableGrace() time.Duration {
+	if c.UnavailableGrace == 0 {
+		return -1
+	}
+	return c.UnavailableGrace
 }
 
 func isLoopback(host string) bool {

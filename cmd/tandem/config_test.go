@@ -24,8 +24,15 @@ func TestParseConfig(t *testing.T) {
 		{name: "defaults", check: func(c Config) bool {
 			return c.Addr == "127.0.0.1:3030" && c.DataDir == "./tandem-data" && c.MaxFrameBytes == 100<<20 &&
 				c.IdleTimeout == time.Minute && c.QueueBytes == 32<<20 && c.MaxDocsPerConn == 5000 && c.EphemeralRate == 100 && c.EphemeralBurst == 200 && strings.HasPrefix(c.PeerID, "tandem-") &&
-				c.WebhookRetention == 7*24*time.Hour
+				c.WebhookRetention == 7*24*time.Hour && c.UnavailableGrace == 250*time.Millisecond && c.roomUnavailableGrace() == 250*time.Millisecond
 		}},
+		{name: "unavailable grace from the environment", env: map[string]string{"TANDEM_UNAVAILABLE_GRACE": "1s"},
+			check: func(c Config) bool {
+				return c.UnavailableGrace == time.Second && c.roomUnavailableGrace() == time.Second
+			}},
+		{name: "unavailable grace 0 answers at once", args: []string{"--unavailable-grace", "0"},
+			check: func(c Config) bool { return c.UnavailableGrace == 0 && c.roomUnavailableGrace() < 0 }},
+		{name: "negative unavailable grace", args: []string{"--unavailable-grace", "-1s"}, wantErr: "--unavailable-grace"},
 		{name: "PORT sets the port", env: map[string]string{"PORT": "4000"}, check: func(c Config) bool { return c.Addr == "127.0.0.1:4000" }},
 		{name: "TANDEM_ADDR beats PORT", env: map[string]string{"PORT": "4000", "TANDEM_ADDR": "127.0.0.1:5000"}, check: func(c Config) bool { return c.Addr == "127.0.0.1:5000" }},
 		{name: "flag beats environment", args: []string{"--addr", "localhost:6000", "--data-dir", "/tmp/x"},

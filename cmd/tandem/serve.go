@@ -47,11 +47,12 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 
 	rooms := room.NewRegistry(store, room.Config{
-		IdleTimeout:    cfg.IdleTimeout,
-		CompactChanges: cfg.CompactChanges,
-		DrainTimeout:   cfg.DrainTimeout,
-		Logger:         log,
-		Metrics:        mets,
+		IdleTimeout:      cfg.IdleTimeout,
+		CompactChanges:   cfg.CompactChanges,
+		DrainTimeout:     cfg.DrainTimeout,
+		UnavailableGrace: cfg.roomUnavailableGrace(),
+		Logger:           log,
+		Metrics:          mets,
 	})
 	h := hub.New(rooms, hub.Config{
 		PeerID:         wire.PeerID(cfg.PeerID),

@@ -34,11 +34,24 @@ type Config struct {
 	// DrainTimeout bounds a room's final flush when the registry closes.
 	// Zero means 10 s.
 	DrainTimeout time.Duration
+	// UnavailableGrace is how long a request for a document that exists
+	// nowhere waits for another peer to bring the document before it is
+	// answered doc-unavailable: a stock client delays the first sync of a
+	// document it just created, so another client's request for it can
+	// arrive first. If the document arrives within the grace, the
+	// requester is sent it instead. Zero means DefaultUnavailableGrace;
+	// negative answers at once.
+	UnavailableGrace time.Duration
 	// Logger receives room events. Nil discards them.
 	Logger *slog.Logger
 	// Metrics receives counts and latencies. Nil records nothing.
 	Metrics Metrics
 }
+
+// DefaultUnavailableGrace is the UnavailableGrace of a zero Config: more
+// than the stock client's 100 ms delay before it syncs a new document, plus
+// the round trips of its upload.
+const DefaultUnavailableGrace = 250 * time.Millisecond
 
 func (c Config) withDefaults() Config {
 	if c.IdleTimeout <= 0 {
@@ -67,6 +80,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = 10 * time.Second
+	}
+	if c.UnavailableGrace == 0 {
+		c.UnavailableGrace = DefaultUnavailableGrace
 	}
 	if c.Metrics == nil {
 		c.Metrics = noMetrics{}

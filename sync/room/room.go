@@ -39,10 +39,12 @@ type peerState struct {
 	// dirty: the peer sent something this turn and gets a reply.
 	dirty bool
 	// wants: the peer sent a request while the document did not exist;
-	// it is told doc-unavailable once, and stays in the room so that it
-	// receives the document when it appears.
-	wants    bool
-	notified bool
+	// it is told doc-unavailable once, at unavailableAt (the grace in
+	// which another peer may bring the document; zero: at once), and
+	// stays in the room so that it receives the document when it appears.
+	wants         bool
+	notified      bool
+	unavailableAt time.Time
 	// warned: a read-only peer was told once that its changes are dropped.
 	warned bool
 }
@@ -85,6 +87,11 @@ type Room struct {
 	backlog []envelope
 	// runCtx is the context of the current turn's store calls.
 	runCtx context.Context
+	// unavailableDue is the earliest unavailableAt of a peer still waiting
+	// to be told doc-unavailable; zero when none waits. Deadlines are set
+	// in arrival order with the same grace, so a later one is never
+	// earlier.
+	unavailableDue time.Time
 }
 
 func newRoom(id wire.DocID, g *Registry) *Room {
@@ -111,6 +118,12 @@ func (r *Room) run(ctx context.Context) {
 	idle := time.NewTimer(r.cfg.IdleTimeout)
 	defer idle.Stop()
 	var retry <-chan time.Time
+	// grace fires when requesters of a missing document are due their
+	// doc-unavailable; graceC is nil while it is not armed.
+	grace := time.NewTimer(time.Hour)
+	grace.Stop()
+	defer grace.Stop()
+	var graceC <-chan time.Time
 	batch := make([]envelope, 0, r.cfg.MaxBatch)
 	for {
 		// While too much is waiting to be stored, or a turn stopped early,
@@ -127,6 +140,9 @@ func (r *Room) run(ctx context.Context) {
 		case <-retry:
 			retry = nil
 			r.turn(ctx, nil)
+		case <-graceC:
+			graceC = nil
+			r.answerUnavailable(time.Now())
 		case <-idle.C:
 			if len(r.peers) == 0 && r.evict(ctx) {
 				return
@@ -137,6 +153,10 @@ func (r *Room) run(ctx context.Context) {
 		}
 		if (len(r.pending) > 0 || len(r.backlog) > 0) && retry == nil {
 			retry = time.After(max(r.retry, r.cfg.RetryBackoff))
+		}
+		if graceC == nil && !r.unavailableDue.IsZero() {
+			grace.Reset(time.Until(r.unavailableDue))
+			graceC = grace.C
 		}
 		if len(r.peers) == 0 {
 			idle.Reset(r.cfg.IdleTimeout)
@@ -294,8 +314,15 @@ func (r *Room) receive(p Peer, msg wire.Message, readOnly bool) {
 		r.pendingB += int64(len(c.Data))
 	}
 	ps.dirty = true
-	if msg.Type == wire.TypeRequest && !r.stored && r.doc.Empty() {
-		ps.wants = true
+	if msg.Type == wire.TypeRequest && !r.stored && r.doc.Empty() && !ps.wants {
+		// A later request of a peer that waits already keeps its deadline.
+		ps.wants, ps.unavailableAt = true, time.Time{}
+		if r.cfg.UnavailableGrace > 0 {
+			ps.unavailableAt = time.Now().Add(r.cfg.UnavailableGrace)
+			if r.unavailableDue.IsZero() {
+				r.unavailableDue = ps.unavailableAt
+			}
+		}
 	}
 }
 
@@ -399,9 +426,12 @@ func (r *Room) delete(ctx context.Context, env envelope) {
 }
 
 // generate sends every peer that needs one its next sync message, and
-// doc-unavailable to requesters of a document that does not exist.
+// doc-unavailable to requesters of a document that does not exist once
+// their grace is over (answerUnavailable tells those whose grace ends
+// later).
 func (r *Room) generate() {
 	empty := r.doc.Empty()
+	now := time.Now()
 	for p, ps := range r.peers {
 		if !ps.dirty {
 			continue
@@ -415,10 +445,37 @@ func (r *Room) generate() {
 		}
 		if !empty {
 			ps.wants, ps.notified = false, false
-		} else if !ps.notified {
+		} else if !ps.notified && !now.Before(ps.unavailableAt) {
 			ps.notified = true
 			p.Send(wire.Message{Type: wire.TypeDocUnavailable, TargetID: p.ID(), DocumentID: r.id})
 		}
+	}
+}
+
+// answerUnavailable runs when the earliest grace ends: requesters whose
+// grace is over and whose document still does not exist are told
+// doc-unavailable, and unavailableDue moves to the next deadline. A
+// document that arrived meanwhile was sent to them by generate, which
+// cleared their wants.
+func (r *Room) answerUnavailable(now time.Time) {
+	r.unavailableDue = time.Time{}
+	if !r.doc.Empty() {
+		// Its changes are applied; once they are durable, generate sends
+		// the document to every requester.
+		return
+	}
+	for p, ps := range r.peers {
+		if !ps.wants || ps.notified {
+			continue
+		}
+		if now.Before(ps.unavailableAt) {
+			if r.unavailableDue.IsZero() || ps.unavailableAt.Before(r.unavailableDue) {
+				r.unavailableDue = ps.unavailableAt
+			}
+			continue
+		}
+		ps.notified = true
+		p.Send(wire.Message{Type: wire.TypeDocUnavailable, TargetID: p.ID(), DocumentID: r.id})
 	}
 }
 

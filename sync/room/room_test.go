@@ -428,6 +428,147 @@ func TestRequestUnavailableThenAvailable(t *testing.T) {
 	}
 }
 
+// untilUnavailable reads c's messages until doc-unavailable arrives and
+// returns when it did; sync messages before it are applied.
+func (c *client) untilUnavailable(timeout time.Duration) time.Time {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		m, ok := c.next(time.Until(deadline))
+		if !ok {
+			c.t.Fatalf("%s: no doc-unavailable within %v", c.peer.id, timeout)
+		}
+		if m.Type == wire.TypeDocUnavailable {
+			if m.DocumentID != c.id {
+				c.t.Fatalf("doc-unavailable for %s, want %s", m.DocumentID, c.id)
+			}
+			return time.Now()
+		}
+		if _, err := c.ss.ReceiveMessage(m.Data); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+}
+
+// A request for a document that exists nowhere is answered doc-unavailable
+// only once the grace has passed, for each requester counted from its own
+// request; a later request of a waiting peer does not extend its wait, and
+// nobody is told twice.
+func TestRequestUnavailableAfterGrace(t *testing.T) {
+	t.Parallel()
+	const grace = 400 * time.Millisecond
+	reg := newRegistry(t, newStore(t), room.Config{UnavailableGrace: grace})
+	id := wire.NewDocID()
+	b1, b2 := newClient(t, reg, id, "peer-b1"), newClient(t, reg, id, "peer-b2")
+
+	sent1 := time.Now()
+	b1.send(wire.TypeRequest)
+	// b2 asks while b1 waits: its grace ends after b1's.
+	time.Sleep(grace / 2)
+	sent2 := time.Now()
+	b2.send(wire.TypeRequest)
+	got1 := b1.untilUnavailable(10 * time.Second)
+	got2 := b2.untilUnavailable(10 * time.Second)
+	if d := got1.Sub(sent1); d < grace {
+		t.Fatalf("b1 told doc-unavailable %v after its request, before the %v grace", d, grace)
+	}
+	if d := got2.Sub(sent2); d < grace {
+		t.Fatalf("b2 told doc-unavailable %v after its request, before the %v grace", d, grace)
+	}
+	// Asking again gets the sync reply, if any, and no second answer.
+	b1.ss = automerge.NewSyncState(b1.doc)
+	b1.send(wire.TypeRequest)
+	b2.send(wire.TypeSync)
+	for _, c := range []*client{b1, b2} {
+		for {
+			m, ok := c.next(2 * grace)
+			if !ok {
+				break
+			}
+			if m.Type == wire.TypeDocUnavailable {
+				t.Fatalf("%s told doc-unavailable twice", c.peer.id)
+			}
+		}
+	}
+}
+
+// The create-then-share race: a peer requests a document another peer has
+// just created but not uploaded yet. The upload arrives within the grace,
+// and the requester is sent the document, never doc-unavailable.
+func TestDocumentArrivingWithinGraceIsSent(t *testing.T) {
+	t.Parallel()
+	const grace = 2 * time.Second
+	st := newStore(t)
+	reg := newRegistry(t, st, room.Config{UnavailableGrace: grace})
+	id := wire.NewDocID()
+	b := newClient(t, reg, id, "peer-b")
+	sent := time.Now()
+	b.send(wire.TypeRequest)
+
+	a := newClient(t, reg, id, "peer-a")
+	a.set("created", "just now")
+	a.syncUntil(func() bool { return st.appends.Load() > 0 })
+	if stored := time.Since(sent); stored >= grace {
+		// The room's deadline is at least grace after sent; only an upload
+		// stored before it must win. A machine this slow proves nothing.
+		t.Skipf("the upload took %v, longer than the grace", stored)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !sameHeads(a.doc, b.doc) {
+		m, ok := b.next(time.Until(deadline))
+		if !ok {
+			t.Fatal("b never received the document")
+		}
+		if m.Type == wire.TypeDocUnavailable {
+			t.Fatalf("b told doc-unavailable %v after its request although the document arrived within the grace", time.Since(sent))
+		}
+		if _, err := b.ss.ReceiveMessage(m.Data); err != nil {
+			t.Fatal(err)
+		}
+		b.send(wire.TypeSync)
+	}
+	// And the grace's end tells it nothing either.
+	for time.Since(sent) < grace+grace/2 {
+		if m, ok := b.next(grace / 4); ok && m.Type == wire.TypeDocUnavailable {
+			t.Fatal("b told doc-unavailable after it received the document")
+		}
+	}
+	v, err := b.doc.RootMap().Get("created")
+	if err != nil || v.Str() != "just now" {
+		t.Fatalf("b's copy has created = %v (%v)", v, err)
+	}
+}
+
+// With a negative grace a missing document's request is answered at once,
+// in the turn that handled it: by the time a later operation in the room
+// has run, the requester has been told.
+func TestRequestUnavailableAtOnceWithoutGrace(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		grace time.Duration
+		told  bool
+	}{{-1, true}, {time.Hour, false}} {
+		reg := newRegistry(t, newStore(t), room.Config{UnavailableGrace: tc.grace})
+		id := wire.NewDocID()
+		b := newClient(t, reg, id, "peer-b")
+		b.send(wire.TypeRequest)
+		// Two operations in turn: the second runs in a turn after the one
+		// that took the request, so that turn's messages have been sent.
+		for range 2 {
+			if err := reg.Do(context.Background(), id, func(*core.Doc, bool) error { return nil }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		told := false
+		for len(b.peer.out) > 0 {
+			told = told || (<-b.peer.out).Type == wire.TypeDocUnavailable
+		}
+		if told != tc.told {
+			t.Fatalf("grace %v: told doc-unavailable right after the request's turn: %v, want %v", tc.grace, told, tc.told)
+		}
+	}
+}
+
 func TestCompactionPastThreshold(t *testing.T) {
 	t.Parallel()
 	st := newStore(t)
