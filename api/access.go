@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -54,9 +55,13 @@ const revocationMargin = time.Hour
 // secured reports whether credentials are configured at all.
 func (a AccessConfig) secured() bool { return a.Verifier != nil || a.AdminKey != "" }
 
+// The reasons a token is refused. On the REST API every one of them is
+// errUnauthorized; a WebSocket client is told the reason in an error
+// message, then the connection is closed (refuseWebSocket).
 var (
 	errUnauthorized  = errorf(http.StatusUnauthorized, "unauthorized", "missing or invalid credentials: send an admin key or an admin-scoped token as Authorization: Bearer …")
 	errTokenRequired = errorf(http.StatusUnauthorized, "token_required", "this server needs an access token: connect with ?token=<JWT>")
+	errTokenExpired  = errorf(http.StatusUnauthorized, "invalid_token", "the access token has expired: connect with a fresh one")
 	errTokenRevoked  = errorf(http.StatusUnauthorized, "token_revoked", "the access token was revoked")
 	errNoTokens      = errorf(http.StatusUnauthorized, "tokens_not_accepted", "this server is not configured to accept access tokens")
 )
@@ -73,13 +78,16 @@ func (s *Server) verify(ctx context.Context, token string) (*auth.Claims, error)
 		return nil, errNoTokens
 	}
 	claims, err := a.Verifier.Verify(token)
-	if err != nil {
+	switch {
+	case errors.Is(err, auth.ErrExpired):
+		return nil, errTokenExpired
+	case err != nil:
 		return nil, errorf(http.StatusUnauthorized, "invalid_token", err.Error())
 	}
 	if claims.ID != "" && a.Revocations != nil {
 		revoked, err := a.Revocations.TokenRevoked(ctx, claims.ID)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("revocation lookup: %w", err)
 		}
 		if revoked {
 			return nil, errTokenRevoked
@@ -106,7 +114,7 @@ func (s *Server) session(r *http.Request) (hub.Session, error) {
 		// The verifier's leeway is for clock skew on REST calls; a
 		// connection ends exactly at exp, so it cannot start after it.
 		if !time.Now().Before(exp) {
-			return hub.Session{}, errorf(http.StatusUnauthorized, "invalid_token", "invalid token: token has expired")
+			return hub.Session{}, errTokenExpired
 		}
 		sess.Expires = exp
 	}

@@ -1,10 +1,13 @@
 package api
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"time"
 
 	"github.com/coder/websocket"
 
@@ -78,18 +81,17 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	sess, err := s.session(r)
-	if err != nil {
-		s.log.Info("websocket refused", "remote", r.RemoteAddr, "err", err)
-		s.writeError(w, r, err)
-		return
-	}
 	opts := &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled}
 	if len(s.cfg.Access.AllowedOrigins) == 0 {
 		// Stock servers accept any origin; see the README's security notes.
 		opts.InsecureSkipVerify = true
 	} else {
 		opts.OriginPatterns = s.cfg.Access.AllowedOrigins
+	}
+	sess, err := s.session(r)
+	if err != nil {
+		s.refuseWebSocket(w, r, opts, err)
+		return
 	}
 	c, err := websocket.Accept(w, r, opts)
 	if err != nil {
@@ -102,4 +104,90 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	defer cancel()
 	s.hub.Serve(ctx, wsTransport{c: c, frames: s.frames}, sess)
+}
+
+// refusalTimeout bounds all of a refused connection: the upgrade, the
+// error message, and the close handshake.
+const refusalTimeout = 2 * time.Second
+
+// refusalReadLimit bounds a frame a refused client may send before it
+// answers the close (a stock client sends its join, a few hundred bytes).
+const refusalReadLimit = 4 << 10
+
+// refusal is what a WebSocket client whose token is refused is told: the
+// close code and its short reason.
+func refusal(err error) (wire.CloseCode, string) {
+	var ae *apiError
+	switch {
+	case errors.Is(err, errTokenRevoked):
+		return wire.CloseRevoked, "token revoked"
+	case errors.Is(err, errTokenExpired):
+		return wire.CloseTokenExpired, "token expired"
+	case errors.Is(err, errTokenRequired):
+		return wire.CloseTokenExpired, "token required"
+	case errors.Is(err, errNoTokens):
+		return wire.CloseTokenExpired, "tokens not accepted"
+	case errors.As(err, &ae):
+		return wire.CloseTokenExpired, "invalid token"
+	}
+	return wire.CloseTryAgainLater, "cannot check the token now"
+}
+
+// refuseWebSocket turns a client away whose token was refused (err from
+// session): it accepts the upgrade, sends one error message saying why, and
+// closes with 4401 (no token, or an invalid or expired one: get a fresh one),
+// 4403 (revoked: do not come back with it) or, when the revocation list
+// could not be read, 1013. A refused upgrade (HTTP 401) would be an uncaught
+// exception in the stock Node client and a bare 1006 in a browser; this way
+// both keep running and can show the reason. The connection joins no room
+// and has no read loop: all of it, the close handshake included, ends
+// within refusalTimeout.
+func (s *Server) refuseWebSocket(w http.ResponseWriter, r *http.Request, opts *websocket.AcceptOptions, err error) {
+	code, reason := refusal(err)
+	message := err.Error()
+	if code == wire.CloseTryAgainLater {
+		s.log.Error("websocket refused: cannot check the token", "remote", r.RemoteAddr, "err", err)
+		message = "the server could not check the access token: try again later"
+	} else {
+		s.log.Info("websocket refused", "remote", r.RemoteAddr, "code", int(code), "err", err)
+	}
+	deadline := time.Now().Add(refusalTimeout)
+	c, err := websocket.Accept(deadlineHijacker{ResponseWriter: w, deadline: deadline}, r, opts)
+	if err != nil {
+		s.log.Debug("websocket accept failed", "err", err)
+		return
+	}
+	c.SetReadLimit(refusalReadLimit)
+	frame, err := wire.Encode(wire.Message{Type: wire.TypeError, ErrorMessage: message})
+	if err == nil {
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		err = c.Write(ctx, websocket.MessageBinary, frame)
+		cancel()
+	}
+	if err != nil {
+		s.log.Debug("refused websocket: error message not sent", "err", err)
+		_ = c.CloseNow()
+		return
+	}
+	_ = c.Close(websocket.StatusCode(code), reason)
+}
+
+// deadlineHijacker hands coder/websocket the connection with a deadline
+// set on it, since net/http clears a connection's deadlines when it is
+// hijacked.
+type deadlineHijacker struct {
+	http.ResponseWriter
+	deadline time.Time
+}
+
+func (d deadlineHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(d.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, fmt.Errorf("hijack: %w", err)
+	}
+	if err := conn.SetDeadline(d.deadline); err != nil {
+		_ = conn.Close()
+		return nil, nil, fmt.Errorf("hijack: set deadline: %w", err)
+	}
+	return conn, brw, nil
 }

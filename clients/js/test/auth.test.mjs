@@ -1,18 +1,21 @@
-// Access control: tokens on the WebSocket (?token=), read-only peers, expiry
-// (4401), revocation (4403, persisted across restarts), and REST credentials,
-// against the real binary with stock npm clients and raw CBOR frames.
+// Access control: tokens on the WebSocket (?token=), refused tokens (the
+// upgrade is accepted, then an error message and 4401/4403), read-only peers,
+// expiry (4401), revocation (4403, persisted across restarts), and REST
+// credentials, against the real binary with stock npm clients and raw CBOR
+// frames.
 
 import { test, before, after } from "node:test"
 import assert from "node:assert/strict"
-import { execFileSync } from "node:child_process"
+import { execFileSync, spawn } from "node:child_process"
 import { createHmac, randomBytes } from "node:crypto"
+import path from "node:path"
+import { fileURLToPath } from "node:url"
 
 import { generateAutomergeUrl, parseAutomergeUrl } from "@automerge/automerge-repo"
 
 import {
   A, scope, startServer, tandemBinary, waitFor, withTimeout, findReady, repoConnected,
   rawDocSync, headsOf, sameHeads, handlesInSync, toJS, encode, decode, randomId, sleep, WebSocket,
-  Repo, WebSocketClientAdapter, shutdownRepo,
 } from "./helpers.mjs"
 
 const SECRET = randomBytes(32).toString("hex") // 64 bytes
@@ -65,23 +68,36 @@ async function createDoc(s, value) {
   return r.json // {id, url, heads}
 }
 
-/** Open a WebSocket and report the upgrade: {status: 101} or {status, json}. */
-function upgrade(url, ms = 5000) {
+/**
+ * Open a WebSocket, send nothing, and report what the server did:
+ * {status: 101, code, reason, messages} once it closed the connection, or
+ * {status, text} if it refused the upgrade. A connection the server keeps
+ * open (the token was accepted) times out.
+ */
+function refusal(url, ms = 5000) {
   return withTimeout(new Promise((resolve, reject) => {
     const ws = new WebSocket(url)
+    const messages = []
     ws.on("unexpected-response", (req, res) => {
       let text = ""
       res.on("data", c => (text += c))
-      res.on("end", () => {
-        let json
-        try { json = JSON.parse(text) } catch { /* not JSON */ }
-        resolve({ status: res.statusCode, json, text })
-        req.destroy()
-      })
+      res.on("end", () => { resolve({ status: res.statusCode, text }); req.destroy() })
     })
-    ws.on("open", () => { resolve({ status: 101 }); ws.terminate() })
+    ws.on("message", data => messages.push(decode(Buffer.from(data))))
+    ws.on("close", (code, reason) => resolve({ status: 101, code, reason: reason.toString(), messages }))
     ws.on("error", e => reject(e))
-  }), ms, `upgrade ${url.slice(0, 60)}`)
+  }), ms, `refusal of ${url.slice(0, 60)}`)
+}
+
+/** Assert that url's token is refused with one error message, then close code / reason. */
+async function assertRefused(url, code, reason, what) {
+  const r = await refusal(url)
+  assert.equal(r.status, 101, `${what}: the upgrade is accepted (HTTP ${r.status} ${r.text ?? ""})`)
+  assert.equal(r.code, code, `${what}: close ${r.code} ${r.reason}`)
+  assert.equal(r.reason, reason, `${what}: close reason`)
+  assert.equal(r.messages.length, 1, `${what}: one message before the close: ${JSON.stringify(r.messages)}`)
+  assert.equal(r.messages[0].type, "error", JSON.stringify(r.messages[0]))
+  return r.messages[0].message
 }
 
 /** Barrier: after the answer to a request for a fresh doc, everything sent before was processed. */
@@ -97,20 +113,20 @@ function msgWithChanges(doc) {
   return A.encodeSyncMessage({ ...first, changes: A.getAllChanges(doc) })
 }
 
-/**
- * A stock Repo whose adapter does not throw on a refused upgrade. Stock quirk
- * (network-websocket 2.5.6, node): onError rethrows every error but
- * ECONNREFUSED, so an HTTP 401 at the upgrade becomes an uncaught exception.
- */
-function refusedRepo(sc, url) {
-  const adapter = new WebSocketClientAdapter(url, 60_000)
-  const errors = []
-  adapter.onError = e => errors.push(e.error ?? e)
-  const repo = new Repo({ network: [adapter], peerId: randomId("stock") })
-  repo.adapter = adapter
-  sc.defer(() => shutdownRepo(repo))
-  return { repo, errors }
+/** Run auth-matrix-child.mjs with cfg; resolve {code, signal, stdout, stderr}. */
+function runChild(cfg, ms = 60_000) {
+  const child = spawn(process.execPath, [path.join(HERE, "auth-matrix-child.mjs"), JSON.stringify(cfg)], {
+    stdio: ["ignore", "pipe", "pipe"],
+  })
+  let stdout = ""
+  let stderr = ""
+  child.stdout.on("data", c => (stdout += c))
+  child.stderr.on("data", c => (stderr += c))
+  return withTimeout(new Promise(resolve => {
+    child.on("exit", (code, signal) => resolve({ code, signal, stdout, stderr }))
+  }), ms, "auth matrix child").finally(() => child.kill("SIGKILL"))
 }
+const HERE = path.dirname(fileURLToPath(import.meta.url))
 
 let ephCount = 0
 const sendEph = (rc, documentId, payload) =>
@@ -119,12 +135,62 @@ const ephsFrom = (rc, from, documentId) =>
   rc.messages.filter(m => m.type === "ephemeral" && m.senderId === from && m.documentId === documentId)
 
 // ---------------------------------------------------------------------------
+// 0. stock clients with every kind of credential, in a Node process of their own
+
+test("0. authorization matrix of stock clients in a child process: it survives, refused ones see 4401/4403 and why", async t => {
+  const doc = await createDoc(srv, { title: "matrix", n: 1 })
+  const D = doc.id
+  const revokedJti = randomId("rev")
+  const revoked = cliToken("--doc", `${D}=write`, "--jti", revokedJti, "--ttl", "10m")
+  const rv = await api(srv, "POST", "/api/v1/tokens/revoke", { body: { jti: revokedJti } })
+  assert.equal(rv.status, 200, rv.text)
+  const rows = [
+    { name: "missing", token: null, close: 4401, reason: "token required", says: /token_required/ },
+    { name: "malformed", token: "not-a-jwt", close: 4401, reason: "invalid token", says: /malformed/ },
+    { name: "wrong signature", token: jwt({ docs: { [D]: "write" }, exp: nowS() + 3600 }, randomBytes(32).toString("hex")), close: 4401, reason: "invalid token", says: /signature/ },
+    { name: "expired", token: jwt({ docs: { [D]: "write" }, exp: nowS() - 3600, jti: randomId("j") }), close: 4401, reason: "token expired", says: /expired/ },
+    { name: "revoked", token: revoked, close: 4403, reason: "token revoked", says: /revoked/ },
+    { name: "read", token: cliToken("--doc", `${D}=read`, "--sub", "matrix-reader"), edit: "byReader" },
+    { name: "write", token: cliToken("--doc", `${D}=write`, "--sub", "matrix-writer"), edit: "byWriter" },
+  ]
+  const run = await runChild({
+    docUrl: doc.url,
+    clients: rows.map(r => ({ name: r.name, url: wsUrl(srv, r.token), edit: r.edit })),
+  })
+  t.diagnostic(`child exit ${run.code} ${run.signal ?? ""}; stdout ${run.stdout.trim()}`)
+  assert.equal(run.signal, null, `the child was killed: ${run.stderr}`)
+  assert.equal(run.code, 0, `the child process died (exit ${run.code}):\n${run.stderr}`)
+  const { results } = JSON.parse(run.stdout.trim().split("\n").at(-1))
+  assert.equal(results.length, rows.length)
+  for (const row of rows) {
+    const r = results.find(x => x.name === row.name)
+    assert.ok(r, `no result for ${row.name}`)
+    if (row.close) {
+      assert.equal(r.peer, false, `${row.name}: the stock client was never served`)
+      assert.equal(r.find, "unavailable", `${row.name}: find ${r.find}`)
+      assert.ok(r.closes.length >= 1, `${row.name}: a close: ${JSON.stringify(r)}`)
+      for (const c of r.closes) assert.deepEqual(c, { code: row.close, reason: row.reason }, `${row.name}: every close`)
+      assert.ok(r.errors.length >= 1 && r.errors.every(m => row.says.test(m)), `${row.name}: the error message says why: ${JSON.stringify(r.errors)}`)
+    } else {
+      assert.equal(r.peer, true, `${row.name}: connected`)
+      assert.deepEqual(r.closes, [], `${row.name}: not closed`)
+      assert.equal(r.find, "ready", `${row.name}: find ${r.find}`)
+      assert.deepEqual(r.content, { title: "matrix", n: 1 }, `${row.name}: the document`)
+    }
+  }
+  // The writer's edit is stored; the reader's is not.
+  await waitFor(async () => (await content(srv, D)).json?.byWriter === "write", 10_000, { message: "the writer's edit stored" })
+  assert.equal((await content(srv, D)).json.byReader, undefined, "the reader's edit was not stored")
+})
+
+// ---------------------------------------------------------------------------
 // 1. the matrix
 
 const MATRIX = [
   // connect: upgrade accepted; read: may receive D; write: edits to D stored; create: new docs stored
-  { name: "no token", token: () => null, connect: false, code: "token_required" },
-  { name: "expired token", token: D => jwt({ docs: { [D]: "write" }, exp: nowS() - 3600, jti: randomId("j") }), connect: false, code: "invalid_token" },
+  { name: "no token", token: () => null, connect: false, close: 4401, reason: "token required", says: /token_required/ },
+  { name: "expired token", token: D => jwt({ docs: { [D]: "write" }, exp: nowS() - 3600, jti: randomId("j") }), connect: false, close: 4401, reason: "token expired", says: /expired/ },
+  { name: "wrong-signature token", token: D => jwt({ docs: { [D]: "write" }, exp: nowS() + 3600 }, randomBytes(32).toString("hex")), connect: false, close: 4401, reason: "invalid token", says: /signature/ },
   { name: "other-doc token", token: () => cliToken("--doc", `${newDocId()}=write`), connect: true, read: false, write: false, create: false },
   { name: "read token", token: D => cliToken("--doc", `${D}=read`, "--sub", "reader"), connect: true, read: true, write: false, create: false },
   { name: "write token", token: D => cliToken("--doc", `${D}=write`), connect: true, read: true, write: true, create: false },
@@ -154,14 +220,13 @@ test("1. authorization matrix: credentials × {connect, request, edit/create, ep
 
       // --- connect
       if (!cred.connect) {
-        const up = await upgrade(url)
-        assert.equal(up.status, 401, `${cred.name}: upgrade ${up.status} ${up.text}`)
-        assert.equal(up.json?.error?.code, cred.code, up.text)
-        // stock smoke: the Repo never connects and never gets D
-        const { repo: r, errors } = refusedRepo(sc, url)
-        await assert.rejects(findReady(r, doc.url, 2000), /unavailable|timed out/)
+        const said = await assertRefused(url, cred.close, cred.reason, cred.name)
+        assert.match(said, cred.says)
+        // stock smoke (a stock adapter, in this process: test 0. runs them
+        // in a process of their own): the Repo never connects, never gets D
+        const r = sc.repo({ url, retryInterval: 60_000 })
+        await assert.rejects(findReady(r, doc.url, 5000), /unavailable|timed out/)
         assert.equal(r.adapter.remotePeerId, undefined, "stock repo never received peer")
-        assert.match(String(errors[0]?.message), /401/, "the stock adapter saw the 401")
         await unchanged("refused client")
         assert.ok(sameHeads(A.getHeads(ls.doc), doc.heads), "L unchanged")
         return
@@ -352,13 +417,13 @@ test("3a. expiry closes the connection with 4401 at exp", async t => {
 
 })
 
-// The verifier has 30 s of leeway while the session closes at exp: a token
-// that expired seconds ago is still upgraded (then closed 4401 at once).
-test("3b. a token that expired 2 s ago is refused at the upgrade (401)", async () => {
+// The verifier has 30 s of leeway for REST calls; a connection cannot start
+// at or after exp, so a token that expired seconds ago is refused at once.
+test("3b. a token that expired 2 s ago is refused at once: error, then 4401", async () => {
   const doc = await createDoc(srv, { exp: "b" })
   const token = jwt({ docs: { [doc.id]: "write" }, exp: nowS() - 2, jti: randomId("j") })
-  const up = await upgrade(wsUrl(srv, token))
-  assert.equal(up.status, 401, `token expired 2 s ago accepted at the upgrade (HTTP ${up.status})`)
+  const said = await assertRefused(wsUrl(srv, token), 4401, "token expired", "token expired 2 s ago")
+  assert.match(said, /expired/)
 })
 
 test("3c. a revoked token stays refused after its exp, once revocations are pruned", async () => {
@@ -367,12 +432,15 @@ test("3c. a revoked token stays refused after its exp, once revocations are prun
   const token = jwt({ docs: { "*": "write" }, exp, jti })
   const rv = await api(srv, "POST", "/api/v1/tokens/revoke", { body: { jti, expires_at: new Date(exp * 1000).toISOString() } })
   assert.equal(rv.status, 200, rv.text)
-  assert.equal((await upgrade(wsUrl(srv, token))).status, 401, "refused right after the revocation")
+  await assertRefused(wsUrl(srv, token), 4403, "token revoked", "right after the revocation")
   await sleep(exp * 1000 - Date.now() + 500)
   // any later revocation prunes records whose expires_at has passed
   assert.equal((await api(srv, "POST", "/api/v1/tokens/revoke", { body: { jti: randomId("other") } })).status, 200)
-  const up = await upgrade(wsUrl(srv, token))
-  assert.equal(up.status, 401, `revoked token accepted again ${Date.now() - exp * 1000} ms after exp (HTTP ${up.status})`)
+  // refused still: as revoked, or (the revocation pruned) as expired
+  const r = await refusal(wsUrl(srv, token))
+  assert.equal(r.status, 101)
+  assert.ok([4401, 4403].includes(r.code), `revoked token accepted again ${Date.now() - exp * 1000} ms after exp (close ${r.code} ${r.reason})`)
+  assert.equal(r.messages[0]?.type, "error")
 })
 
 // ---------------------------------------------------------------------------
@@ -401,9 +469,7 @@ test("4. revocation: by document (4403 at once, persisted across restart) and by
   t.diagnostic(`doc revoke: close ${code} ${c1.closeInfo.at - t0} ms after the POST`)
   assert.equal(code, 4403)
   assert.ok(c2.isOpen(), "a peer outside the document stays connected")
-  let up = await upgrade(wsUrl(s4, tok1))
-  assert.equal(up.status, 401, up.text)
-  assert.equal(up.json?.error?.code, "token_revoked")
+  assert.match(await assertRefused(wsUrl(s4, tok1), 4403, "token revoked", "jti-doc"), /revoked/)
 
   // by jti
   const expiresAt = new Date(Date.now() + 10 * 60_000).toISOString()
@@ -411,14 +477,12 @@ test("4. revocation: by document (4403 at once, persisted across restart) and by
   assert.equal(rj.status, 200, rj.text)
   assert.equal(rj.json.disconnected, 1)
   assert.equal((await c2.closed(1000)).code, 4403)
-  assert.equal((await upgrade(wsUrl(s4, tok2))).status, 401)
+  await assertRefused(wsUrl(s4, tok2), 4403, "token revoked", "jti-two")
 
   // both revocations survive a restart; an unrelated token still works
   await s4.restart()
   for (const [name, tok] of [["jti-doc", tok1], ["jti-two", tok2]]) {
-    up = await upgrade(wsUrl(s4, tok))
-    assert.equal(up.status, 401, `${name} after restart: ${up.status} ${up.text}`)
-    assert.equal(up.json?.error?.code, "token_revoked")
+    assert.match(await assertRefused(wsUrl(s4, tok), 4403, "token revoked", `${name} after restart`), /token_revoked/)
   }
   const c3 = await sc.raw(wsUrl(s4, tok3))
   const s3 = rawDocSync(c3, D)
