@@ -1,6 +1,6 @@
 // Package api is Tandem's HTTP surface on chi: the WebSocket endpoint for
 // automerge-repo clients (on any path, outside any request timeout), the
-// landing page, and health checks.
+// demo (web.go), and health checks.
 package api
 
 import (
@@ -81,7 +81,7 @@ func NewServer(h *hub.Hub, rooms *room.Registry, cfg Config) *Server {
 	r := chi.NewRouter()
 	r.Get("/healthz", s.healthz)
 	r.Get("/readyz", s.readyz)
-	r.Get("/", s.home)
+	s.mountWeb(r) // the demo: /, /d/{id}, /admin, /assets/, /config.json
 	if cfg.Gatherer != nil {
 		metrics := promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})
 		if cfg.Access.MetricsAuth {
@@ -155,22 +155,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.Se
 // SetDraining marks the server as shutting down: /readyz fails and new
 // WebSocket connections are refused.
 func (s *Server) SetDraining() { s.draining.Store(true) }
-
-func (s *Server) home(w http.ResponseWriter, r *http.Request) {
-	if isUpgrade(r) {
-		s.serveWebSocket(w, r)
-		return
-	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	scheme := "ws"
-	if r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") {
-		scheme = "wss"
-	}
-	fmt.Fprintf(w, "Tandem %s is running: an Automerge sync server.\n\n", s.cfg.Version)
-	fmt.Fprintf(w, "Connect an automerge-repo client to %s://%s/\n", scheme, r.Host)
-	fmt.Fprintf(w, "  new Repo({ network: [new WebSocketClientAdapter(%q)] })\n\n", scheme+"://"+r.Host)
-	fmt.Fprintf(w, "connections: %d\nrooms in memory: %d\n", s.hub.Len(), s.rooms.Len())
-}
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
