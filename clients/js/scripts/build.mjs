@@ -66,20 +66,17 @@ export async function buildDemo({ outdir = DEMO_OUT } = {}) {
     sourcemap: false,
     metafile: false,
     logLevel: "warning",
-    // The Automerge core is loaded by main.ts from automerge.wasm (slim
-    // entry points everywhere): the bundler entry would need wasm ESM
-    // integration that esbuild does not have.
-    alias: {
-      "@automerge/automerge": "@automerge/automerge/slim",
-      "@automerge/automerge-repo": "@automerge/automerge-repo/slim",
-    },
+    // Only slim entry points are imported (the package's and automerge-repo's
+    // own): main.ts loads the core from automerge.wasm. The bundler entry of
+    // @automerge/automerge would need wasm ESM integration, which esbuild
+    // does not have, so importing it by mistake fails this build.
     define: { "process.env.NODE_ENV": '"production"' },
   })
   copyFileSync(path.join(demo, "index.html"), path.join(outdir, "index.html"))
   copyFileSync(require.resolve("@automerge/automerge/automerge.wasm"), path.join(outdir, "automerge.wasm"))
   const versions = Object.fromEntries(
     ["@automerge/automerge", "@automerge/automerge-repo", "@automerge/automerge-repo-network-websocket", "@automerge/automerge-repo-storage-indexeddb", "esbuild"].map(
-      name => [name, JSON.parse(readFileSync(require.resolve(`${name}/package.json`), "utf8")).version]
+      name => [name, JSON.parse(readFileSync(path.join(PKG_ROOT, "node_modules", name, "package.json"), "utf8")).version]
     )
   )
   writeFileSync(
