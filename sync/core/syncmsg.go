@@ -30,6 +30,12 @@ const (
 
 var errShort = errors.New("truncated")
 
+// The first byte of a sync message.
+const (
+	msgV1 = 0x42
+	msgV2 = 0x43
+)
+
 // syncMessage is a parsed sync message; its changes are decoded in full
 // (their ops are decoded when they are validated).
 type syncMessage struct {
@@ -37,6 +43,144 @@ type syncMessage struct {
 	need    []Hash
 	haves   []have
 	changes []*changeChunk
+	trailer Trailer
+}
+
+// Flags are the bits of a flags trailer, the extension of the sync message
+// that Automerge 0.9 (@automerge/automerge 3.2.6) introduced
+// (SYNC-ALGORITHM.md §1.4). A peer sets them about itself.
+type Flags uint8
+
+// The flags a trailer can carry.
+const (
+	// FlagSyncReset: the sender lost track of what it sent; the receiver
+	// should forget what it believes the sender has.
+	FlagSyncReset Flags = 0x01
+	// FlagReadOnly: the sender does not apply the receiver's changes, so
+	// the receiver sends it none.
+	FlagReadOnly Flags = 0x02
+	// FlagSupportsSyncReset: the sender understands FlagSyncReset.
+	FlagSupportsSyncReset Flags = 0x04
+)
+
+// Trailer is what a sync message carries after its changes list: nothing
+// (cores before 0.5.4, automerge-go), a capabilities list (0.5.4–0.8,
+// "02 01 02"), or flags (0.9+, "02 02 84"). Every byte of it with the high
+// bit set contributes its low 7 bits to the flags, as the 0.9 core reads
+// it.
+type Trailer struct {
+	// Present: the message has a trailer at all. To a 0.5.4+ peer, any
+	// trailer also means that the sender accepts V2 messages.
+	Present bool
+	// HasFlags: the trailer holds flags, so the sender's core understands
+	// them (FlagReadOnly among them).
+	HasFlags bool
+	Flags    Flags
+}
+
+// readTrailer reads the trailer from what follows a message's changes
+// list: a LEB128 length and that many bytes, then anything (ignored, as
+// every core does). A trailer whose length does not fit is no trailer: the
+// cores this server serves ignore what they cannot read there.
+func readTrailer(rest []byte) Trailer {
+	if len(rest) == 0 {
+		return Trailer{}
+	}
+	r := &reader{b: rest}
+	body := r.take(r.uleb())
+	if r.err != nil {
+		return Trailer{}
+	}
+	t := Trailer{Present: true}
+	for _, b := range body {
+		if b&0x80 != 0 {
+			t.HasFlags = true
+			t.Flags |= Flags(b & 0x7f)
+		}
+	}
+	return t
+}
+
+// appendTrailer writes a flags trailer as the 0.9 core does: its length,
+// the legacy MessageV2 capability byte, and the flags with the high bit
+// set.
+func appendTrailer(b []byte, f Flags) []byte {
+	return append(b, 0x02, 0x02, 0x80|byte(f))
+}
+
+// WithFlags returns msg, a V1 message as SyncState.Generate makes it
+// (without a trailer: the 0.5 core never writes one), with a flags trailer
+// carrying f. Send it only to a peer whose own messages carry flags
+// (Trailer.HasFlags): any trailer makes a 0.5.4+ peer take the sender for
+// V2-capable, and a peer that does not understand flags would send V2
+// messages, which only ReadOnlyV1 accepts, and only without changes.
+func WithFlags(msg []byte, f Flags) []byte {
+	return appendTrailer(slices.Clip(msg), f)
+}
+
+// walkMessage reads a message's structure up to the trailer without decoding its
+// changes: its version byte, the fields before the changes, how many
+// changes it carries, and the trailer.
+func walkMessage(msg []byte) (version byte, m syncMessage, changes uint64, err error) {
+	r := &reader{b: msg}
+	version = r.byte()
+	if r.err == nil && version != msgV1 && version != msgV2 {
+		return version, m, 0, fmt.Errorf("unknown sync message type 0x%02x", version)
+	}
+	m.heads = r.hashes()
+	m.need = r.hashes()
+	haves := r.uleb()
+	if haves > maxHaveEntries {
+		return version, m, 0, fmt.Errorf("%d have entries", haves)
+	}
+	for i := uint64(0); i < haves && r.err == nil; i++ {
+		h := have{lastSync: r.hashes()}
+		h.bloom = r.take(r.uleb())
+		if err := checkBloom(h.bloom); err != nil {
+			return version, m, 0, err
+		}
+		m.haves = append(m.haves, h)
+	}
+	changes = r.uleb()
+	if r.err == nil && changes > uint64(len(r.b)) {
+		r.fail(errShort)
+	}
+	for i := uint64(0); i < changes && r.err == nil; i++ {
+		r.take(r.uleb())
+	}
+	if r.err != nil {
+		return version, m, 0, r.err
+	}
+	m.trailer = readTrailer(r.b)
+	return version, m, changes, nil
+}
+
+// ReadTrailer returns the trailer of a V1 or V2 sync message, checking
+// only the structure in front of it (not the changes).
+func ReadTrailer(msg []byte) (Trailer, error) {
+	_, m, _, err := walkMessage(msg)
+	if err != nil {
+		return Trailer{}, fmt.Errorf("%w: %w", ErrBadSyncMessage, err)
+	}
+	return m.trailer, nil
+}
+
+// ReadOnlyV1 returns msg as SyncState.ReceiveReadOnly takes it: a V1
+// message as it is, and a V2 message as the V1 message with the same
+// heads, need and have and no changes, which a read-only peer's are
+// dropped anyway (V2 changes may be whole documents, which the 0.5 core
+// cannot read). It reports whether msg carried changes. A peer sends V2
+// once it has seen a trailer from the server (WithFlags); a peer that
+// understands FlagReadOnly then sends no changes at all.
+func ReadOnlyV1(msg []byte) (v1 []byte, hadChanges bool, err error) {
+	version, m, changes, err := walkMessage(msg)
+	switch {
+	case err != nil:
+		return nil, false, fmt.Errorf("%w: %w", ErrBadSyncMessage, err)
+	case version == msgV1:
+		return msg, changes > 0, nil
+	}
+	return m.encodeWithoutChanges(), changes > 0, nil
 }
 
 // have is one entry of a sync message's have list.
@@ -120,9 +264,9 @@ func parseSyncMessage(b []byte, lim *Limits) (syncMessage, error) {
 	switch v := r.byte(); {
 	case r.err != nil:
 		return m, r.err
-	case v == 0x43:
+	case v == msgV2:
 		return m, errors.New("V2 sync messages are not supported (this server never advertises them)")
-	case v != 0x42:
+	case v != msgV1:
 		return m, fmt.Errorf("unknown sync message type 0x%02x", v)
 	}
 	m.heads = r.hashes()
@@ -163,8 +307,12 @@ func parseSyncMessage(b []byte, lim *Limits) (syncMessage, error) {
 		ops += c.numOps
 		m.changes = append(m.changes, c)
 	}
-	// What follows (a capabilities or flags trailer) is ignored, as every
-	// core version does.
+	// What follows is a capabilities or flags trailer, or nothing. The 0.5
+	// core ignores it; the trailer is read for what it says about the
+	// peer (Trailer), and junk after it is ignored, as every core does.
+	if r.err == nil {
+		m.trailer = readTrailer(r.b)
+	}
 	return m, r.err
 }
 
@@ -248,7 +396,7 @@ func (m syncMessage) encodeWithoutChanges() []byte { return m.encode(nil) }
 // encode writes m as a V1 sync message carrying the given change chunks,
 // without a trailer.
 func (m syncMessage) encode(changes []*changeChunk) []byte {
-	b := []byte{0x42}
+	b := []byte{msgV1}
 	b = appendHashes(b, m.heads)
 	b = appendHashes(b, m.need)
 	b = appendUleb(b, uint64(len(m.haves)))
@@ -296,7 +444,7 @@ func (s *SyncState) askForPending(msg []byte) []byte {
 		return msg
 	}
 	r := &reader{b: msg}
-	if r.byte() != 0x42 {
+	if r.byte() != msgV1 {
 		return msg
 	}
 	r.hashes() // our heads
