@@ -47,6 +47,11 @@ type peerState struct {
 	unavailableAt time.Time
 	// warned: a read-only peer was told once that its changes are dropped.
 	warned bool
+	// readOnly: the peer may not change the document. flags: its messages
+	// carry a flags trailer, so its core understands FlagReadOnly; such a
+	// read-only peer is told it is read-only in every message it is sent
+	// (toldReadOnly), and stops sending changes.
+	readOnly, flags, toldReadOnly bool
 }
 
 // Room hosts one document in memory. A single goroutine (run) owns the
@@ -294,7 +299,7 @@ func (r *Room) receive(p Peer, msg wire.Message, readOnly bool) {
 	var err error
 	if readOnly {
 		var dropped bool
-		dropped, err = ps.sync.ReceiveReadOnly(msg.Data)
+		dropped, err = r.receiveReadOnly(ps, msg.Data)
 		if dropped && err == nil && !ps.warned {
 			ps.warned = true
 			p.Send(wire.Message{Type: wire.TypeError, TargetID: p.ID(), ErrorMessage: fmt.Sprintf(
@@ -324,6 +329,27 @@ func (r *Room) receive(p Peer, msg wire.Message, readOnly bool) {
 			}
 		}
 	}
+}
+
+// receiveReadOnly applies a read-only peer's sync message (changes
+// dropped) and notes whether the peer's core understands flags. A peer
+// that was told it is read-only takes the server for V2-capable (any
+// trailer means that to a 0.5.4+ core) and sends V2 messages: without
+// changes, since it knows they would be dropped; those are taken as the
+// V1 messages they equal. A writer's V2 message is still refused.
+func (r *Room) receiveReadOnly(ps *peerState, data []byte) (dropped bool, err error) {
+	ps.readOnly = true
+	if tr, err := core.ReadTrailer(data); err == nil && tr.HasFlags {
+		ps.flags = true
+	}
+	var had bool
+	if ps.toldReadOnly {
+		if data, had, err = core.ReadOnlyV1(data); err != nil {
+			return false, err
+		}
+	}
+	dropped, err = ps.sync.ReceiveReadOnly(data)
+	return dropped || had, err
 }
 
 // settle ends a turn's work on the document: new changes are made durable,
@@ -438,6 +464,10 @@ func (r *Room) generate() {
 		}
 		ps.dirty = false
 		if data, ok := ps.sync.Generate(); ok {
+			if ps.readOnly && ps.flags {
+				data = core.WithFlags(data, core.FlagReadOnly)
+				ps.toldReadOnly = true
+			}
 			p.Send(wire.Message{Type: wire.TypeSync, TargetID: p.ID(), DocumentID: r.id, Data: data})
 		}
 		if !ps.wants {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -566,6 +567,162 @@ func TestRequestUnavailableAtOnceWithoutGrace(t *testing.T) {
 		if told != tc.told {
 			t.Fatalf("grace %v: told doc-unavailable right after the request's turn: %v, want %v", tc.grace, told, tc.told)
 		}
+	}
+}
+
+// flagsPeer is a client whose core writes a flags trailer, as
+// @automerge/automerge 3.2.6+ does ("02 02 84": it supports sync resets),
+// syncing as a reader or a writer.
+type flagsPeer struct {
+	*client
+	flags    bool
+	readOnly bool
+}
+
+var jsFlags = []byte{0x02, 0x02, 0x84}
+
+// sendRaw delivers data as the peer's sync message.
+func (c *flagsPeer) sendRaw(typ string, data []byte) {
+	c.t.Helper()
+	msg := wire.Message{Type: typ, SenderID: c.peer.id, DocumentID: c.id, Data: data}
+	if err := c.reg.Sync(context.Background(), c.peer, msg, c.readOnly); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// message is the client's next sync message, with its trailer.
+func (c *flagsPeer) message() ([]byte, bool) {
+	sm, ok := c.ss.GenerateMessage()
+	if !ok {
+		return nil, false
+	}
+	b := sm.Bytes()
+	if c.flags {
+		b = append(b, jsFlags...)
+	}
+	return b, true
+}
+
+// syncWith exchanges messages until the client has want's heads, and
+// returns the trailers of the room's sync messages.
+func (c *flagsPeer) syncWith(want *automerge.Doc, typ string) []core.Trailer {
+	c.t.Helper()
+	var trailers []core.Trailer
+	if b, ok := c.message(); ok {
+		c.sendRaw(typ, b)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !sameHeads(c.doc, want) {
+		m, ok := c.next(time.Until(deadline))
+		if !ok {
+			c.t.Fatalf("%s: never got the document", c.peer.id)
+		}
+		if m.Type != wire.TypeSync {
+			continue
+		}
+		tr, err := core.ReadTrailer(m.Data)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		trailers = append(trailers, tr)
+		if _, err := c.ss.ReceiveMessage(m.Data); err != nil {
+			c.t.Fatalf("a 0.5 core reading the room's message: %v", err)
+		}
+		if b, ok := c.message(); ok {
+			c.sendRaw(wire.TypeSync, b)
+		}
+	}
+	return trailers
+}
+
+// A read-only peer whose core understands flags is told it is read-only
+// in every message (so that it stops sending changes); the V2 messages it
+// sends then are taken, their changes dropped. Peers that do not speak
+// flags, and writers, get no trailer, and V2 from them is still refused.
+func TestReadOnlyPeerToldThroughFlags(t *testing.T) {
+	t.Parallel()
+	st := newStore(t)
+	reg := newRegistry(t, st, room.Config{})
+	id := wire.NewDocID()
+	a := newClient(t, reg, id, "peer-writer")
+	a.set("k", "v")
+	a.syncUntil(func() bool { return st.appends.Load() == 1 })
+
+	told := core.Trailer{Present: true, HasFlags: true, Flags: core.FlagReadOnly}
+	reader := &flagsPeer{client: newClient(t, reg, id, "peer-reader-flags"), flags: true, readOnly: true}
+	for i, tr := range reader.syncWith(a.doc, wire.TypeRequest) {
+		if tr != told {
+			t.Fatalf("message %d to the flags reader has trailer %+v, want %+v", i, tr, told)
+		}
+	}
+	plain := &flagsPeer{client: newClient(t, reg, id, "peer-reader-plain"), readOnly: true}
+	writer := &flagsPeer{client: newClient(t, reg, id, "peer-writer-flags"), flags: true}
+	for _, c := range []*flagsPeer{plain, writer} {
+		for i, tr := range c.syncWith(a.doc, wire.TypeRequest) {
+			if tr.Present {
+				t.Fatalf("message %d to %s has trailer %+v", i, c.peer.id, tr)
+			}
+		}
+	}
+
+	// A told reader, as a 3.x core, now sends V2: accepted, and a change
+	// in it is dropped like any read-only change (and warned about once).
+	reader.set("mine", "local only")
+	b, ok := reader.message()
+	if !ok {
+		t.Fatal("the reader has nothing to send after an edit")
+	}
+	v2 := append([]byte{0x43}, b[1:]...)
+	reader.sendRaw(wire.TypeSync, v2)
+	for _, c := range []*flagsPeer{plain, writer} {
+		// A V2 message from a peer that was never told anything breaks the
+		// protocol: it is refused.
+		b, ok := c.message()
+		if !ok {
+			sm := automerge.NewSyncState(c.doc)
+			m, _ := sm.GenerateMessage()
+			b = m.Bytes()
+		}
+		c.sendRaw(wire.TypeSync, append([]byte{0x43}, b[1:]...))
+	}
+	for _, c := range []*flagsPeer{plain, writer} {
+		select {
+		case code := <-c.peer.failed:
+			if code != wire.CloseInvalidData {
+				t.Fatalf("%s closed with %d, want 1007", c.peer.id, code)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s's V2 message was accepted", c.peer.id)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for warned := false; !warned; {
+		select {
+		case code := <-reader.peer.failed:
+			t.Fatalf("the told reader was closed with %d", code)
+		default:
+		}
+		m, ok := reader.next(time.Until(deadline))
+		if !ok {
+			t.Fatal("the told reader's change was not reported dropped")
+		}
+		warned = m.Type == wire.TypeError && strings.Contains(m.ErrorMessage, "read-only")
+	}
+	if n := st.appends.Load(); n != 1 {
+		t.Fatalf("%d appends, want only the writer's", n)
+	}
+	err := reg.Do(context.Background(), id, func(doc *core.Doc, _ bool) error {
+		v, err := doc.Automerge().RootMap().Get("mine")
+		if err != nil {
+			return err
+		}
+		if v.Kind() != automerge.KindVoid {
+			t.Error("the reader's change reached the document")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
