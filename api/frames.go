@@ -68,10 +68,18 @@ func (fr *frameReader) read(r io.Reader) ([]byte, error) {
 	copy(frame, *chunk)
 	for {
 		if len(frame) == cap(frame) {
-			// The estimate was short: grow by a quarter, not double.
-			grown := make([]byte, len(frame), min(int64(cap(frame))+int64(cap(frame))/4+firstChunk, fr.limit+1))
-			copy(grown, frame)
-			frame = grown
+			// The frame ends here, or it is longer than its header
+			// declared: refuse it rather than copy it into a bigger buffer.
+			m, err := r.Read((*chunk)[:1])
+			switch {
+			case m > 0:
+				return nil, fmt.Errorf("%w: it is longer than the %d bytes its header declares", errFrameUnsized, hint)
+			case errors.Is(err, io.EOF):
+				return frame, nil
+			case err != nil:
+				return nil, err
+			}
+			continue
 		}
 		m, err := r.Read(frame[len(frame):cap(frame)])
 		frame = frame[:len(frame)+m]

@@ -80,6 +80,19 @@ func TestFrameReaderRefusesUnsized(t *testing.T) {
 	}
 }
 
+func TestFrameReaderRefusesFramesLongerThanDeclared(t *testing.T) {
+	t.Parallel()
+	fr := newFrameReader(8 << 20)
+	in := append(syncFrame(t, 1<<20), make([]byte, 2<<20)...)
+	r := &countingReader{b: in}
+	if _, err := fr.read(r); !errors.Is(err, errFrameUnsized) {
+		t.Fatalf("error %v, want errFrameUnsized", err)
+	}
+	if r.read > 1<<20+2048 {
+		t.Errorf("read %d bytes of a frame declaring about 1 MiB", r.read)
+	}
+}
+
 func TestFrameReaderRefusesDeclaredOversize(t *testing.T) {
 	t.Parallel()
 	fr := newFrameReader(1 << 20)

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tandem-sync/tandem/sync/core"
 	"github.com/tandem-sync/tandem/sync/hub"
 	"github.com/tandem-sync/tandem/sync/room"
 )
@@ -52,6 +53,9 @@ type Config struct {
 	// nowhere waits for another peer to bring it before it is answered
 	// doc-unavailable; zero answers at once.
 	UnavailableGrace time.Duration
+	// Limits bound what one peer's sync message or change may make a
+	// document validate and hold (--max-ops-per-change and the others).
+	Limits core.Limits
 	// PprofAddr, when set, serves net/http/pprof on this loopback address
 	// (a listener of its own, apart from Addr).
 	PprofAddr string
@@ -122,6 +126,8 @@ func parseConfig(command string, args []string, getenv func(string) string, stde
 		fs.DurationVar(p, name, v, usage)
 	}
 	var maxDocs, ephRate, ephBurst int64
+	var opsPerChange, opsPerMessage, predsPerOp, heldChanges int64
+	defLim := core.DefaultLimits()
 	boolFlag(&c.AllowAnonymous, "allow-anonymous", "ALLOW_ANONYMOUS", "allow clients without a token (required beyond loopback when no token key is set)")
 	boolFlag(&c.MetricsAuth, "metrics-auth", "METRICS_AUTH", "require the admin key or an admin token for /metrics")
 	intFlag(&c.MaxFrameBytes, "max-frame-bytes", "MAX_FRAME_BYTES", 100<<20, "largest WebSocket frame accepted")
@@ -136,6 +142,10 @@ func parseConfig(command string, args []string, getenv func(string) string, stde
 	durFlag(&c.WebhookDebounce, "webhook-debounce", "WEBHOOK_DEBOUNCE", time.Second, "at most one document.changed event per document per this window")
 	durFlag(&c.WebhookRetention, "webhook-retention", "WEBHOOK_RETENTION", 7*24*time.Hour, "how long delivered webhook events stay in the delivery log")
 	durFlag(&c.DrainTimeout, "drain-timeout", "DRAIN_TIMEOUT", 15*time.Second, "longest graceful shutdown")
+	intFlag(&opsPerChange, "max-ops-per-change", "MAX_OPS_PER_CHANGE", int64(defLim.MaxOpsPerChange), "ops one change may hold; a change over it is refused (1007)")
+	intFlag(&opsPerMessage, "max-ops-per-message", "MAX_OPS_PER_MESSAGE", int64(defLim.MaxOpsPerMessage), "ops the changes of one sync message may hold together; a message over it is refused (1007)")
+	intFlag(&predsPerOp, "max-preds-per-op", "MAX_PREDS_PER_OP", int64(defLim.MaxPredsPerOp), "predecessors one op may have, and successors one op may gain")
+	intFlag(&heldChanges, "max-held-changes", "MAX_HELD_CHANGES", int64(defLim.MaxPendingChanges), "changes a document holds back while their dependencies have not arrived")
 	durFlag(&c.UnavailableGrace, "unavailable-grace", "UNAVAILABLE_GRACE", room.DefaultUnavailableGrace, "how long a request for a document that exists nowhere waits for another peer to upload it before doc-unavailable (0: at once)")
 	if err != nil {
 		return Config{}, err
@@ -150,6 +160,11 @@ func parseConfig(command string, args []string, getenv func(string) string, stde
 		return Config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
 	c.MaxDocsPerConn, c.EphemeralRate, c.EphemeralBurst = int(maxDocs), float64(ephRate), int(ephBurst)
+	if opsPerChange < 1 || opsPerMessage < 1 || predsPerOp < 1 || heldChanges < 1 {
+		return Config{}, errors.New("--max-ops-per-change, --max-ops-per-message, --max-preds-per-op and --max-held-changes must be at least 1")
+	}
+	c.Limits = core.Limits{MaxOpsPerChange: int(opsPerChange), MaxOpsPerMessage: int(opsPerMessage),
+		MaxPredsPerOp: int(predsPerOp), MaxPendingChanges: int(heldChanges)}
 	if c.QueueBytes < 1024 || c.MaxDocsPerConn < 1 || c.EphemeralRate < 1 || c.EphemeralBurst < 1 {
 		return Config{}, errors.New("--queue-bytes must be at least 1024, and --max-docs-per-conn, --ephemeral-rate and --ephemeral-burst at least 1")
 	}

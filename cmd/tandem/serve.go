@@ -51,6 +51,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		CompactChanges:   cfg.CompactChanges,
 		DrainTimeout:     cfg.DrainTimeout,
 		UnavailableGrace: cfg.roomUnavailableGrace(),
+		Limits:           cfg.Limits,
 		Logger:           log,
 		Metrics:          mets,
 	})

@@ -53,7 +53,17 @@ func NewDoc() *Doc { return NewDocWith(Limits{}) }
 // NewDocWith returns an empty document that validates what it receives
 // within lim.
 func NewDocWith(lim Limits) *Doc {
-	return &Doc{d: automerge.New(), limits: lim.withDefaults(), idx: newIndex()}
+	return &Doc{limits: lim.withDefaults(), idx: newIndex()}
+}
+
+// core returns the Automerge document, creating it on first use: a room
+// for a document that does not exist yet (a requester waiting for it to
+// be created) holds no core document.
+func (d *Doc) core() *automerge.Doc {
+	if d.d == nil {
+		d.d = automerge.New()
+	}
+	return d.d
 }
 
 // SetLimits changes the limits the document validates with from now on.
@@ -64,13 +74,18 @@ func (d *Doc) SetLimits(lim Limits) { d.limits = lim.withDefaults() }
 func (d *Doc) Pending() int { return len(d.pending.m) }
 
 // Heads returns the document's current heads.
-func (d *Doc) Heads() []Hash { return hashes(d.d.Heads()) }
+func (d *Doc) Heads() []Hash {
+	if d.d == nil {
+		return nil
+	}
+	return hashes(d.d.Heads())
+}
 
 // Save returns the whole document in Automerge's compressed format,
 // followed by the changes held back for their dependencies (as the core
 // keeps its orphans), which Load holds back again.
 func (d *Doc) Save() []byte {
-	b := d.d.Save()
+	b := d.core().Save()
 	for _, pc := range d.pending.sorted() {
 		b = append(b, pc.c.raw...)
 	}
@@ -78,10 +93,13 @@ func (d *Doc) Save() []byte {
 }
 
 // Empty reports whether the document has no changes.
-func (d *Doc) Empty() bool { return len(d.d.Heads()) == 0 }
+func (d *Doc) Empty() bool { return d.d == nil || len(d.d.Heads()) == 0 }
 
 // Has reports whether the change with hash h is part of the document.
 func (d *Doc) Has(h Hash) bool {
+	if d.d == nil {
+		return false
+	}
 	_, err := d.d.Change(automerge.ChangeHash(h))
 	return err == nil
 }
@@ -93,7 +111,7 @@ func (d *Doc) ChangesSince(heads []Hash) ([]Change, error) {
 	for i, h := range heads {
 		hs[i] = automerge.ChangeHash(h)
 	}
-	chs, err := d.d.Changes(hs...)
+	chs, err := d.core().Changes(hs...)
 	if err != nil {
 		return nil, fmt.Errorf("changes since %d heads: %w", len(heads), err)
 	}
@@ -107,12 +125,15 @@ func (d *Doc) ChangesSince(heads []Hash) ([]Change, error) {
 // Automerge exposes the underlying automerge-go document to code that needs
 // the full API (the HTTP API's JSON rendering and edits). Callers must hold
 // the room's turn.
-func (d *Doc) Automerge() *automerge.Doc { return d.d }
+func (d *Doc) Automerge() *automerge.Doc { return d.core() }
 
 // SyncState is the sync protocol state for one peer of one document.
 type SyncState struct {
 	doc *Doc
-	s   *automerge.SyncState
+	// s is the core's state, nil until first needed (see state).
+	s *automerge.SyncState
+	// deferred is a request Defer took while s was nil; state replays it.
+	deferred []byte
 	// What the core last heard from the peer, for Generate to ask for
 	// the dependencies of the peer's held changes as the core would.
 	theirHeads    []Hash
@@ -122,7 +143,42 @@ type SyncState struct {
 
 // NewSyncState returns a fresh sync state for a peer of d.
 func (d *Doc) NewSyncState() *SyncState {
-	return &SyncState{doc: d, s: automerge.NewSyncState(d.d)}
+	return &SyncState{doc: d}
+}
+
+// state returns the core's sync state, creating it on first use and
+// handing it the request Defer kept.
+func (s *SyncState) state() *automerge.SyncState {
+	if s.s == nil {
+		s.s = automerge.NewSyncState(s.doc.core())
+		if s.deferred != nil {
+			_, _ = s.s.ReceiveMessage(s.deferred) // checked by Defer; a refusal leaves a fresh state
+			s.deferred = nil
+		}
+	}
+	return s.s
+}
+
+// Defer takes a peer's request for a document that does not exist yet. The
+// message is checked as Receive checks it, but reaches the core only when
+// the sync state is first used: a requester waiting for the document to be
+// created costs no core state (the core would have nothing to send it
+// while the document is empty anyway). A message that carries changes is
+// received at once.
+func (s *SyncState) Defer(msg []byte) ([]Change, error) {
+	if s.s != nil || len(msg) == 0 || !s.doc.Empty() {
+		return s.Receive(msg)
+	}
+	parsed, err := parseSyncMessage(msg, &s.doc.limits)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadSyncMessage, err)
+	}
+	if len(parsed.changes) > 0 {
+		return s.Receive(msg)
+	}
+	s.deferred = append(s.deferred[:0], msg...)
+	s.remember(parsed)
+	return nil, nil
 }
 
 // ErrBadSyncMessage wraps errors from sync messages that cannot be decoded
@@ -156,7 +212,7 @@ func (s *SyncState) Receive(msg []byte) ([]Change, error) {
 	if p.stripped(parsed.changes, d.Has) {
 		in = parsed.encode(p.direct) // the core must not queue held changes
 	}
-	if _, err := s.s.ReceiveMessage(in); err != nil {
+	if _, err := s.state().ReceiveMessage(in); err != nil {
 		d.idx = nil // it may have applied some: index again from its changes
 		return nil, fmt.Errorf("%w: %w", ErrBadSyncMessage, err)
 	}
@@ -214,7 +270,7 @@ func (s *SyncState) ReceiveReadOnly(msg []byte) (dropped bool, err error) {
 	}
 	slices.SortFunc(heads, func(a, b Hash) int { return bytes.Compare(a[:], b[:]) })
 	parsed.heads = slices.Compact(heads)
-	if _, err := s.s.ReceiveMessage(parsed.encodeWithoutChanges()); err != nil {
+	if _, err := s.state().ReceiveMessage(parsed.encodeWithoutChanges()); err != nil {
 		return dropped, fmt.Errorf("%w: %v", ErrBadSyncMessage, err)
 	}
 	s.remember(parsed)
@@ -237,7 +293,10 @@ func (d *Doc) known(hs []Hash) []Hash {
 // When the peer's changes are held for dependencies, the message asks for
 // those, as the core does for the changes in its queue.
 func (s *SyncState) Generate() ([]byte, bool) {
-	sm, ok := s.s.GenerateMessage()
+	if s.s == nil && s.deferred != nil && s.doc.Empty() {
+		return nil, false // what the core answers a request for an empty document
+	}
+	sm, ok := s.state().GenerateMessage()
 	if !ok {
 		return nil, false
 	}

@@ -101,10 +101,10 @@ func TestReceiveRejectsGarbage(t *testing.T) {
 func TestReceiveReadOnlyDropsChangesAndStaysQuiet(t *testing.T) {
 	// The server has a document; a read-only client has it too and edits.
 	server := NewDoc()
-	if err := server.d.RootMap().Set("k", "server"); err != nil {
+	if err := server.Automerge().RootMap().Set("k", "server"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := server.d.Commit("s"); err != nil {
+	if _, err := server.Automerge().Commit("s"); err != nil {
 		t.Fatal(err)
 	}
 	client, err := automerge.Load(server.Save())
@@ -169,10 +169,10 @@ func TestReceiveReadOnlyDropsChangesAndStaysQuiet(t *testing.T) {
 	}
 
 	// The client still receives what the server gets later.
-	if err := server.d.RootMap().Set("later", true); err != nil {
+	if err := server.Automerge().RootMap().Set("later", true); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := server.d.Commit("later"); err != nil {
+	if _, err := server.Automerge().Commit("later"); err != nil {
 		t.Fatal(err)
 	}
 	for range 10 {

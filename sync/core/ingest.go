@@ -223,7 +223,7 @@ func (d *Doc) apply(p *plan, direct bool) ([]Change, error) {
 		return nil, err
 	}
 	p.tx.commit()
-	d.idx.heads = hashes(d.d.Heads())
+	d.idx.heads = hashes(d.core().Heads())
 	for _, c := range p.later {
 		d.pending.remove(c.hash)
 	}
@@ -260,7 +260,7 @@ func (d *Doc) loadChunks(cs []*changeChunk) error {
 	for _, c := range cs {
 		buf = append(buf, c.raw...)
 	}
-	if err := d.d.LoadIncremental(buf); err != nil {
+	if err := d.core().LoadIncremental(buf); err != nil {
 		d.idx = nil // the core may hold part of them: index again from its changes
 		return fmt.Errorf("apply %d validated changes: %w", len(cs), err)
 	}
@@ -271,7 +271,7 @@ func (d *Doc) loadChunks(cs []*changeChunk) error {
 // that reached the core without plan (local edits and the HTTP API's
 // operations): those are indexed, not validated.
 func (d *Doc) index() (*docIndex, error) {
-	heads := hashes(d.d.Heads())
+	heads := hashes(d.core().Heads())
 	if d.idx != nil && slices.Equal(d.idx.heads, heads) {
 		return d.idx, nil
 	}
@@ -292,7 +292,7 @@ func (d *Doc) indexFromCore(level int) error {
 			since = append(since, automerge.ChangeHash(h))
 		}
 	}
-	chs, err := d.d.Changes(since...)
+	chs, err := d.core().Changes(since...)
 	if err != nil {
 		d.idx = nil
 		return fmt.Errorf("index document history: %w", err)
@@ -310,7 +310,7 @@ func (d *Doc) indexFromCore(level int) error {
 		}
 	}
 	tx.commit()
-	d.idx.heads = hashes(d.d.Heads())
+	d.idx.heads = hashes(d.core().Heads())
 	return nil
 }
 
@@ -479,7 +479,7 @@ func (d *Doc) Import(body []byte) error {
 	if d.Empty() && len(chunks) == 1 && chunks[0].ch.typ == chunkDocument && len(p.later) == 0 {
 		// A whole document into an empty one: the core loads it in one go
 		// (the chunk passed checkDocument, and its changes passed above).
-		if err := d.d.LoadIncremental(chunks[0].raw); err != nil {
+		if err := d.core().LoadIncremental(chunks[0].raw); err != nil {
 			d.idx = nil
 			return fmt.Errorf("import document: %w", err)
 		}

@@ -3,6 +3,8 @@ package room
 import (
 	"log/slog"
 	"time"
+
+	"github.com/tandem-sync/tandem/sync/core"
 )
 
 // Config tunes rooms. The zero value of each field selects its default.
@@ -42,6 +44,11 @@ type Config struct {
 	// requester is sent it instead. Zero means DefaultUnavailableGrace;
 	// negative answers at once.
 	UnavailableGrace time.Duration
+	// Limits bound what one sync message, change or REST edit may make the
+	// document validate and hold (core.Limits; zero fields mean the
+	// defaults). A message beyond them is refused, and its peer closed
+	// with 1007.
+	Limits core.Limits
 	// Logger receives room events. Nil discards them.
 	Logger *slog.Logger
 	// Metrics receives counts and latencies. Nil records nothing.

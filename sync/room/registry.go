@@ -93,7 +93,7 @@ func (g *Registry) lookup(id wire.DocID) *Room {
 func (g *Registry) tryEvict(r *Room) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if r.refs > 0 || len(r.inbox) > 0 {
+	if r.refs > 0 || r.inbox.len() > 0 {
 		return false
 	}
 	if g.rooms[r.id] == r {
@@ -116,7 +116,7 @@ func (g *Registry) forget(r *Room) {
 func (g *Registry) unused(r *Room) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return r.refs == 0 && len(r.inbox) == 0
+	return r.refs == 0 && r.inbox.len() == 0
 }
 
 // Sync hands a sync or request message from peer to the document's room,
@@ -172,11 +172,7 @@ func (g *Registry) Leave(ctx context.Context, id wire.DocID, peer Peer) {
 		return
 	}
 	defer g.release(r)
-	select {
-	case r.inbox <- envelope{kind: kindLeave, peer: peer}:
-	case <-r.done:
-	case <-ctx.Done():
-	}
+	_ = r.inbox.put(ctx, r.done, envelope{kind: kindLeave, peer: peer}) // a stopped room has no peers to forget
 }
 
 // Peers returns the peers currently in the document's room (those that
@@ -210,14 +206,7 @@ func (g *Registry) deliver(ctx context.Context, id wire.DocID, env envelope) err
 		return err
 	}
 	defer g.release(r)
-	select {
-	case r.inbox <- env:
-		return nil
-	case <-r.done:
-		return ErrClosed
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return r.inbox.put(ctx, r.done, env)
 }
 
 // Close drains the registry: new work is refused, every room makes its

@@ -65,7 +65,7 @@ type Room struct {
 	cfg Config
 	log *slog.Logger
 
-	inbox chan envelope
+	inbox *inbox
 	done  chan struct{}
 	refs  int // guarded by reg.mu
 
@@ -105,7 +105,7 @@ func newRoom(id wire.DocID, g *Registry) *Room {
 		reg:   g,
 		cfg:   g.cfg,
 		log:   g.cfg.Logger.With("doc", string(id)),
-		inbox: make(chan envelope, g.cfg.InboxSize),
+		inbox: newInbox(g.cfg.InboxSize),
 		done:  make(chan struct{}),
 		peers: make(map[Peer]*peerState),
 	}
@@ -129,19 +129,25 @@ func (r *Room) run(ctx context.Context) {
 	grace.Stop()
 	defer grace.Stop()
 	var graceC <-chan time.Time
-	batch := make([]envelope, 0, r.cfg.MaxBatch)
+	var batch []envelope
 	for {
 		// While too much is waiting to be stored, or a turn stopped early,
 		// take nothing more: the inbox fills and the peers' connections stop
 		// being read, so nothing is dropped and memory stays bounded.
-		inbox := r.inbox
+		ready := r.inbox.ready
 		if r.pendingB >= r.cfg.MaxPendingBytes || len(r.backlog) > 0 {
-			inbox = nil
+			ready = nil
 		}
 		select {
-		case env := <-inbox:
-			batch = r.takeQueued(append(batch[:0], env), r.cfg.MaxBatch)
-			r.turn(ctx, batch)
+		case <-ready:
+			batch = r.inbox.take(batch[:0], r.cfg.MaxBatch)
+			if len(batch) > 0 {
+				r.turn(ctx, batch)
+			}
+			clear(batch) // the envelopes' messages are garbage now
+			if cap(batch) > keepCap {
+				batch = nil
+			}
 		case <-retry:
 			retry = nil
 			r.turn(ctx, nil)
@@ -169,20 +175,6 @@ func (r *Room) run(ctx context.Context) {
 	}
 }
 
-// takeQueued appends what the inbox holds now to batch, up to limit
-// envelopes in all, without waiting.
-func (r *Room) takeQueued(batch []envelope, limit int) []envelope {
-	for len(batch) < limit {
-		select {
-		case env := <-r.inbox:
-			batch = append(batch, env)
-		default:
-			return batch
-		}
-	}
-	return batch
-}
-
 // load reads the document from the store. A missing document is an empty
 // one that the store does not have yet.
 func (r *Room) load(ctx context.Context) error {
@@ -191,7 +183,7 @@ func (r *Room) load(ctx context.Context) error {
 	st, err := r.reg.store.Load(ctx, r.id)
 	switch {
 	case errors.Is(err, ErrNotFound):
-		r.doc = core.NewDoc()
+		r.doc = core.NewDocWith(r.cfg.Limits)
 		return nil
 	case err != nil:
 		return fmt.Errorf("load doc %s: %w", r.id, err)
@@ -200,6 +192,7 @@ func (r *Room) load(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("load doc %s: %w", r.id, err)
 	}
+	doc.SetLimits(r.cfg.Limits) // what was stored loads within the defaults
 	if len(st.Changes) == 0 && len(st.Snapshot) > 0 && !slices.Equal(doc.Heads(), st.SnapshotHeads) {
 		// The snapshot is not the one compaction recorded: refuse it
 		// rather than serve (and later compact over) other content.
@@ -221,16 +214,13 @@ func (r *Room) failLoad(err error) {
 	r.log.Error("room load failed", "err", err)
 	r.reg.forget(r)
 	for {
-		select {
-		case env := <-r.inbox:
+		for _, env := range r.inbox.take(nil, r.cfg.InboxSize) {
 			switch env.kind {
 			case kindSync:
 				env.peer.Fail(wire.CloseTryAgainLater, "document could not be loaded; try again later")
 			case kindDo, kindDelete:
 				env.reply <- fmt.Errorf("doc %s: %w", r.id, ErrUnavailable)
 			}
-			continue
-		default:
 		}
 		if r.reg.unused(r) {
 			return
@@ -305,6 +295,10 @@ func (r *Room) receive(p Peer, msg wire.Message, readOnly bool) {
 			p.Send(wire.Message{Type: wire.TypeError, TargetID: p.ID(), ErrorMessage: fmt.Sprintf(
 				"document %s is read-only for this connection: your changes are not applied, stored or relayed", r.id)})
 		}
+	} else if msg.Type == wire.TypeRequest && !r.stored && r.doc.Empty() {
+		// A requester waiting for the document to be created holds no
+		// core state until the document has content.
+		changes, err = ps.sync.Defer(msg.Data)
 	} else {
 		changes, err = ps.sync.Receive(msg.Data)
 	}
@@ -444,7 +438,7 @@ func (r *Room) delete(ctx context.Context, env envelope) {
 		w <- ErrDeleted
 	}
 	r.waiters = r.waiters[:0]
-	r.doc, r.stored = core.NewDoc(), false
+	r.doc, r.stored = core.NewDocWith(r.cfg.Limits), false
 	r.pending, r.pendingB = r.pending[:0], 0
 	r.lastSeq, r.snapSeq, r.logBytes, r.snapSize = 0, 0, 0, 0
 	r.log.Info("document deleted")
@@ -559,7 +553,7 @@ func (r *Room) evict(ctx context.Context) bool {
 func (r *Room) drain() {
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.DrainTimeout)
 	defer cancel()
-	r.turn(ctx, r.takeQueued(nil, cap(r.inbox)))
+	r.turn(ctx, r.inbox.take(nil, r.cfg.InboxSize))
 	for len(r.pending) > 0 && ctx.Err() == nil {
 		time.Sleep(r.cfg.RetryBackoff)
 		r.turn(ctx, nil)
