@@ -124,6 +124,9 @@ func TestDemoPages(t *testing.T) {
 			t.Fatalf("GET %s: the gzip body differs", path)
 		}
 	}
+	if r := do("/favicon.ico", nil); r.StatusCode != 200 || r.Header.Get("Content-Type") != "image/svg+xml" {
+		t.Fatalf("GET /favicon.ico = %d %v", r.StatusCode, r.Header)
+	}
 	if r := do("/assets/nope.js", nil); r.StatusCode != 404 {
 		t.Fatalf("unknown asset = %d", r.StatusCode)
 	}

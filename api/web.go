@@ -34,8 +34,8 @@ type webAsset struct {
 }
 
 // webUI serves the demo: the page at /, /d/<documentId> and /admin, its
-// assets under /assets/, and /config.json, which tells the page what the
-// server asks of clients.
+// assets under /assets/ (and the icon at /favicon.ico), and /config.json,
+// which tells the page what the server asks of clients.
 type webUI struct {
 	s      *Server
 	index  *webAsset
@@ -98,6 +98,7 @@ func (s *Server) mountWeb(r chi.Router) {
 	r.Get("/admin/*", page)
 	r.Get("/assets/{file}", ui.upgradeOr(ui.asset))
 	r.Get("/config.json", ui.upgradeOr(ui.config))
+	r.Get("/favicon.ico", ui.upgradeOr(ui.favicon)) // browsers ask for it on every page, /healthz too
 }
 
 func webContentType(p string) string {
@@ -110,6 +111,8 @@ func webContentType(p string) string {
 		return "text/css; charset=utf-8"
 	case ".wasm":
 		return "application/wasm"
+	case ".svg":
+		return "image/svg+xml"
 	case ".txt":
 		return "text/plain; charset=utf-8"
 	}
@@ -143,6 +146,15 @@ func (ui *webUI) asset(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ui.serve(w, r, name, a)
+}
+
+func (ui *webUI) favicon(w http.ResponseWriter, r *http.Request) {
+	a, ok := ui.assets["favicon.svg"]
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	ui.serve(w, r, "favicon.svg", a)
 }
 
 func (ui *webUI) config(w http.ResponseWriter, _ *http.Request) {

@@ -73,6 +73,7 @@ export async function buildDemo({ outdir = DEMO_OUT } = {}) {
     define: { "process.env.NODE_ENV": '"production"' },
   })
   copyFileSync(path.join(demo, "index.html"), path.join(outdir, "index.html"))
+  copyFileSync(path.join(demo, "favicon.svg"), path.join(outdir, "favicon.svg"))
   copyFileSync(require.resolve("@automerge/automerge/automerge.wasm"), path.join(outdir, "automerge.wasm"))
   const versions = Object.fromEntries(
     ["@automerge/automerge", "@automerge/automerge-repo", "@automerge/automerge-repo-network-websocket", "@automerge/automerge-repo-storage-indexeddb", "esbuild"].map(

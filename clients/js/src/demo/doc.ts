@@ -258,6 +258,20 @@ export function docPage(root: HTMLElement, session: Session, id: string): () => 
       heartbeatMs: 2000,
       peerTtlMs: 7000,
     })
+    // The stock Presence sends its whole state only when it sees a new peer,
+    // so two peers that both forgot each other (a long outage) could stay
+    // unaware of each other: restate ours every few seconds instead of bare
+    // heartbeats (three small messages, far below the server's rate limit).
+    const restate = () => {
+      if (!presence?.running) return
+      const st = presence.getLocalState()
+      presence.broadcast("name", st.name)
+      presence.broadcast("color", st.color)
+      presence.broadcast("selection", st.selection)
+    }
+    const restateTimer = setInterval(restate, 5000)
+    cleanups.push(() => clearInterval(restateTimer))
+    cleanups.push(conn.on("status", s => s === "online" && setTimeout(restate, 1000)))
     for (const ev of ["update", "snapshot", "heartbeat", "goodbye", "pruning"] as const) {
       presence.on(ev, renderPeers)
     }
