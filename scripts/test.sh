@@ -76,6 +76,19 @@ for target in sync/core:FuzzReceive sync/core:FuzzReceiveChange sync/core:FuzzDo
 	go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime "${TANDEM_FUZZTIME:-4s}" "./${target%%:*}"
 done
 
-step "interop suite (stock automerge-repo client against bin/tandem)"
+step "demo build (api/web/dist is what clients/js/src builds)"
+scripts/check-demo-build.sh
+
+step "chromium (the browser tests drive Debian's /usr/bin/chromium; nothing downloads a browser)"
+if [ ! -x /usr/bin/chromium ]; then
+	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+	else
+		echo "Chromium is not installed: install Debian's chromium package (/usr/bin/chromium)"; exit 1
+	fi
+fi
+/usr/bin/chromium --version
+
+step "interop suite (stock automerge-repo clients, the client package, and the demo in Chromium, against bin/tandem)"
 cd clients/js
 npm test
