@@ -77,6 +77,21 @@ test("connect() returns a stock Repo that syncs with stock clients through Tande
   assert.equal(conn.status, "closed")
 })
 
+test("the package resolves by its name through package.json exports (ESM and types)", async () => {
+  const byName = await import("@tandem-sync/client")
+  assert.equal(byName.connect, pkg.connect, "the same module as dist/index.js")
+  const slim = await import("@tandem-sync/client/slim")
+  assert.equal(typeof slim.initializeWasm, "function")
+  assert.equal(slim.TandemApi, pkg.TandemApi)
+  const { readFileSync, existsSync } = await import("node:fs")
+  const manifest = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8"))
+  assert.equal(manifest.name, "@tandem-sync/client")
+  for (const entry of Object.values(manifest.exports).filter(e => typeof e === "object")) {
+    assert.ok(existsSync(new URL(`../${entry.types}`, import.meta.url)), `${entry.types} is built`)
+    assert.ok(existsSync(new URL(`../${entry.import}`, import.meta.url)), `${entry.import} is built`)
+  }
+})
+
 test("socketUrl puts the token in ?token= and keeps the path", () => {
   assert.equal(pkg.socketUrl("http://127.0.0.1:3030", "a.b.c"), "ws://127.0.0.1:3030/?token=a.b.c")
   assert.equal(pkg.socketUrl("https://sync.example.com/sync?x=1", "t+/="), "wss://sync.example.com/sync?x=1&token=t%2B%2F%3D")
