@@ -124,6 +124,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	httpSrv := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
+	gcCtx, stopGC := context.WithCancel(context.Background())
+	defer stopGC()
+	go collectWhenQuiet(gcCtx, 15*time.Second)
 	log.Info("listening", "addr", ln.Addr().String(), "store", storeName(cfg), "peer_id", cfg.PeerID,
 		"storage_id", storageID, "version", version)
 	switch {
