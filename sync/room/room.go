@@ -304,6 +304,9 @@ func (r *Room) receive(p Peer, msg wire.Message, readOnly bool) {
 	}
 	if err != nil {
 		r.log.Warn("bad sync message", "peer", string(p.ID()), "err", err)
+		if errors.Is(err, core.ErrLimitExceeded) {
+			r.cfg.Metrics.Limited(LimitChanges)
+		}
 		r.removePeer(p)
 		p.Fail(wire.CloseInvalidData, fmt.Sprintf("document %s: %v", r.id, err))
 		return
