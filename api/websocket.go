@@ -77,16 +77,18 @@ func isUpgrade(r *http.Request) bool {
 // serveWebSocket accepts an automerge-repo client on any path, as the
 // official server does, and serves it until it disconnects.
 func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
-	if s.draining.Load() {
-		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
-		return
-	}
 	opts := &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled}
 	if len(s.cfg.Access.AllowedOrigins) == 0 {
 		// Stock servers accept any origin; see the README's security notes.
 		opts.InsecureSkipVerify = true
 	} else {
 		opts.OriginPatterns = s.cfg.Access.AllowedOrigins
+	}
+	if s.draining.Load() {
+		// Not HTTP 503: a stock Node client would die of it during a
+		// rolling restart. 1001 tells it to come back (to another node).
+		s.refuseWebSocket(w, r, opts, errDraining)
+		return
 	}
 	sess, err := s.session(r)
 	if err != nil {
@@ -116,9 +118,15 @@ const refusalReadLimit = 4 << 10
 
 // refusal is what a WebSocket client whose token is refused is told: the
 // close code and its short reason.
+// errDraining turns away connections that arrive while the server shuts
+// down.
+var errDraining = errors.New("the server is shutting down: reconnect")
+
 func refusal(err error) (wire.CloseCode, string) {
 	var ae *apiError
 	switch {
+	case errors.Is(err, errDraining):
+		return wire.CloseGoingAway, "server shutting down"
 	case errors.Is(err, errTokenRevoked):
 		return wire.CloseRevoked, "token revoked"
 	case errors.Is(err, errTokenExpired):
@@ -134,7 +142,7 @@ func refusal(err error) (wire.CloseCode, string) {
 }
 
 // refuseWebSocket turns a client away whose token was refused (err from
-// session): it accepts the upgrade, sends one error message saying why, and
+// session), or that arrived while the server drains (errDraining: 1001): it accepts the upgrade, sends one error message saying why, and
 // closes with 4401 (no token, or an invalid or expired one: get a fresh one),
 // 4403 (revoked: do not come back with it) or, when the revocation list
 // could not be read, 1013. A refused upgrade (HTTP 401) would be an uncaught
@@ -145,7 +153,9 @@ func refusal(err error) (wire.CloseCode, string) {
 func (s *Server) refuseWebSocket(w http.ResponseWriter, r *http.Request, opts *websocket.AcceptOptions, err error) {
 	code, reason := refusal(err)
 	message := err.Error()
-	if code == wire.CloseTryAgainLater {
+	if code == wire.CloseGoingAway {
+		s.log.Debug("websocket refused: draining", "remote", r.RemoteAddr)
+	} else if code == wire.CloseTryAgainLater {
 		s.log.Error("websocket refused: cannot check the token", "remote", r.RemoteAddr, "err", err)
 		message = "the server could not check the access token: try again later"
 	} else {
