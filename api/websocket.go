@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/coder/websocket"
@@ -30,11 +31,15 @@ func (t wsTransport) Read(ctx context.Context) (hub.FrameKind, []byte, error) {
 	if errors.Is(err, errFrameTooBig) {
 		// As coder/websocket does for a frame it finds over the limit.
 		_ = t.c.Close(websocket.StatusMessageTooBig, "frame too large")
-		return 0, nil, fmt.Errorf("websocket read: %w", err)
+		return 0, nil, fmt.Errorf("websocket read: %w: %w", hub.ErrFrameRefused, err)
 	}
 	if errors.Is(err, errFrameUnsized) {
 		_ = t.c.Close(websocket.StatusInvalidFramePayloadData, "malformed frame: a large frame must be a CBOR map that declares its size")
-		return 0, nil, fmt.Errorf("websocket read: %w", err)
+		return 0, nil, fmt.Errorf("websocket read: %w: %w", hub.ErrFrameRefused, err)
+	}
+	if err != nil && strings.Contains(err.Error(), "read limited at") {
+		// coder/websocket found the frame over its read limit (1009).
+		return 0, nil, fmt.Errorf("websocket read: %w: %w", hub.ErrFrameRefused, err)
 	}
 	if err != nil {
 		if websocket.CloseStatus(err) != -1 || errors.Is(err, context.Canceled) {

@@ -178,6 +178,31 @@ func (s *server) docJSON(t *testing.T, id wire.DocID) map[string]any {
 	return out
 }
 
+// metric returns the value of one sample of the server's /metrics (0 when
+// it is absent).
+func (s *server) metric(t *testing.T, sample string) float64 {
+	t.Helper()
+	r, err := http.Get(s.http + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, sample+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatalf("metric %s: %q", sample, line)
+			}
+			return f
+		}
+	}
+	return 0
+}
+
 // clientReport is what bystanders.mjs reports for one client.
 type clientReport struct {
 	Sent         int   `json:"sent"`

@@ -204,6 +204,12 @@ func TestHostileClients(t *testing.T) {
 		})
 	})
 
+	t.Run("frame refusals are counted", func(t *testing.T) {
+		if n := s.metric(t, `tandem_limited_total{limit="frame_size"}`); n < 4 {
+			t.Fatalf("tandem_limited_total{limit=\"frame_size\"} = %v after 4 refused frames", n)
+		}
+	})
+
 	t.Run("crafted changes", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
@@ -245,6 +251,9 @@ func TestHostileClients(t *testing.T) {
 			t.Fatal(errorsJoin(failures))
 		}
 		t.Logf("%d crafted changes refused, each with 1007 on its own connection", len(cases.Refused))
+		if n := s.metric(t, `tandem_limited_total{limit="change_limits"}`); n < 2 {
+			t.Fatalf("tandem_limited_total{limit=\"change_limits\"} = %v after two changes beyond the limits", n)
+		}
 		for _, c := range cases.Held {
 			a := dialAttacker(t, s, "mallory-held")
 			if err := a.sync(ctx, doc, wire.TypeSync, syncMessage(unhex(t, c.Chunk))); err != nil {

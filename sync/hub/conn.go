@@ -161,6 +161,9 @@ func (c *Conn) serve(ctx context.Context) {
 			if !errors.Is(err, ErrTransportClosed) && ctx.Err() == nil {
 				c.log.Debug("connection read ended", "peer", string(c.ID()), "err", err)
 			}
+			if errors.Is(err, ErrFrameRefused) {
+				c.hub.cfg.Metrics.Limited(LimitFrame)
+			}
 			c.close(wire.CloseNormal, "")
 			return
 		}

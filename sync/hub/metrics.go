@@ -21,6 +21,9 @@ type Metrics interface {
 const (
 	// LimitDocs: a document refused because its connection had MaxDocs.
 	LimitDocs = "docs_per_connection"
+	// LimitFrame: a frame refused for its size (1009, or 1007 for a large
+	// frame that does not declare its size).
+	LimitFrame = "frame_size"
 	// LimitEphemeralRate: an ephemeral message dropped over the rate limit.
 	LimitEphemeralRate = "ephemeral_rate"
 	// LimitEphemeralFlood: a connection closed for flooding ephemerals.

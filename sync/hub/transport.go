@@ -25,6 +25,11 @@ const (
 // ended normally.
 var ErrTransportClosed = errors.New("transport closed")
 
+// ErrFrameRefused is wrapped by the error of a Transport.Read that refused
+// a frame for its size (too large, or of a size it does not declare) and
+// closed the connection; the hub counts it as LimitFrame.
+var ErrFrameRefused = errors.New("frame refused")
+
 // Transport is one connection's frames. Read is called from one goroutine
 // and Write from another; Close may be called from any goroutine, more than
 // once, and must unblock both.
