@@ -23,7 +23,7 @@ import (
 // pendingChange is a change held until its dependencies arrive.
 type pendingChange struct {
 	c    *changeChunk
-	from *SyncState // the peer that sent it, nil for stored or imported changes
+	from any // the peer that sent it (a *SyncState, or a caller's token of ReceiveChanges), nil for stored or imported changes
 	n    uint64     // arrival order
 }
 
@@ -36,7 +36,7 @@ type pendingSet struct {
 
 func (p *pendingSet) has(h Hash) bool { _, ok := p.m[h]; return ok }
 
-func (p *pendingSet) add(c *changeChunk, from *SyncState) {
+func (p *pendingSet) add(c *changeChunk, from any) {
 	if p.m == nil {
 		p.m = map[Hash]*pendingChange{}
 	}
@@ -69,7 +69,7 @@ type plan struct {
 	later   []*changeChunk // ready only after others of the batch or held ones: applied after, in this order
 	hold    []*changeChunk // from the batch, waiting for their dependencies
 	dropped []Hash         // held changes that became ready but failed validation
-	from    *SyncState
+	from    any
 }
 
 // stripped reports whether some change of the batch must not reach the
@@ -91,7 +91,7 @@ func (p *plan) stripped(batch []*changeChunk, inDoc func(Hash) bool) bool {
 // the given level. A change of the batch that fails refuses the whole
 // batch. Changes whose dependencies are missing are held if hold is set,
 // and refused (*MissingDepsError) otherwise.
-func (d *Doc) plan(batch []*changeChunk, from *SyncState, level int, hold bool) (*plan, error) {
+func (d *Doc) plan(batch []*changeChunk, from any, level int, hold bool) (*plan, error) {
 	idx, err := d.index()
 	if err != nil {
 		return nil, err

@@ -466,7 +466,7 @@ func (s *SyncState) askForPending(msg []byte) []byte {
 		}
 	}
 	for _, pc := range d.pending.m {
-		if pc.from != s {
+		if pc.from != any(s) {
 			continue
 		}
 		for _, h := range pc.c.deps {

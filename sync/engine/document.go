@@ -32,6 +32,20 @@ type Options struct {
 	// where a room validates changes (sync/core) before the graph or any
 	// peer sees them. Held changes are checked when their deps arrive.
 	Check func(ready []*Change) error
+	// HeldOutside, if set, is a validator that holds changes with missing
+	// deps itself (sync/core's Doc, when changes enter through
+	// SyncState.ApplyAdmitted): Generate asks peers for what those wait
+	// for as it does for the Document's own held changes.
+	HeldOutside Holder
+}
+
+// Holder is what a Document needs to know of changes held outside it.
+type Holder interface {
+	// Pending returns how many changes are held.
+	Pending() int
+	// PendingDeps reports whether the change with hash h is held, and if
+	// so its deps.
+	PendingDeps(h Hash) ([]Hash, bool)
 }
 
 func (o Options) withDefaults() Options {
@@ -307,7 +321,8 @@ func (c *Change) own() *Change {
 // Sorted.
 func (d *Document) missingDepsFrom(heads []Hash) []Hash {
 	var missing []Hash
-	if len(d.held.m) == 0 {
+	out := d.opts.HeldOutside
+	if len(d.held.m) == 0 && (out == nil || out.Pending() == 0) {
 		for _, h := range heads {
 			if !d.g.Has(h) {
 				missing = append(missing, h)
@@ -326,9 +341,66 @@ func (d *Document) missingDepsFrom(heads []Hash) []Hash {
 		seen[h] = true
 		if c := d.held.get(h); c != nil {
 			stack = append(stack, c.Deps...)
+		} else if deps, ok := d.heldOutside(h); ok {
+			stack = append(stack, deps...)
 		} else {
 			missing = append(missing, h)
 		}
 	}
 	return sortHashes(missing)
 }
+
+func (d *Document) heldOutside(h Hash) ([]Hash, bool) {
+	if d.opts.HeldOutside == nil {
+		return nil, false
+	}
+	return d.opts.HeldOutside.PendingDeps(h)
+}
+
+// Admit takes the changes of a peer's message that the Document lacks
+// (fresh: deduplicated, in message order) to a validator outside the
+// engine, which applies them or holds them for their deps, and returns
+// those it applied, in causal order: fresh ones, and changes it held
+// before that they released. Every change it returns must have its deps
+// in the graph or earlier in the list; the Document adds them to its
+// graph. An error refuses the message (the validator must then have
+// applied nothing).
+type Admit func(fresh []*Change) ([]*Change, error)
+
+// admit adds a batch of changes through a validator that holds changes
+// itself (see Admit). It returns what it added, and how many changes of
+// the batch the validator held.
+func (d *Document) admit(batch []*Change, admit Admit) (added []*Change, held int, err error) {
+	var fresh []*Change
+	seen := map[Hash]bool{}
+	for _, c := range batch {
+		if seen[c.Hash] || d.g.Has(c.Hash) || d.held.get(c.Hash) != nil {
+			continue
+		}
+		seen[c.Hash] = true
+		fresh = append(fresh, c)
+	}
+	if len(fresh) == 0 {
+		return nil, 0, nil
+	}
+	added, err = admit(fresh)
+	if err != nil {
+		return nil, 0, err
+	}
+	taken := 0
+	for i, c := range added {
+		if _, err := d.g.Add(c); err != nil {
+			return added[:i], 0, fmt.Errorf("%w: %w", ErrAdmitted, err)
+		}
+		if seen[c.Hash] {
+			taken++
+		}
+	}
+	return added, len(fresh) - taken, nil
+}
+
+// ErrAdmitted is wrapped by ApplyAdmitted's error for a change the
+// validator applied that the graph cannot take (its deps or seq do not fit
+// the graph): the validator and the graph disagree, and the caller must
+// bring the graph up to date with the validator.
+var ErrAdmitted = errors.New("an admitted change does not fit the graph")

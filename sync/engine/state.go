@@ -44,11 +44,28 @@ func DecodeSyncState(b []byte) (*SyncState, error) {
 		return nil, fmt.Errorf("sync state: type 0x%02x", t)
 	}
 	hs := r.hashes()
+	if r.err == nil && len(r.b) != 0 {
+		r.fail(fmt.Errorf("%d bytes after the shared heads", len(r.b)))
+	}
 	if r.err != nil {
 		return nil, fmt.Errorf("sync state: %w", r.err)
 	}
 	none := []Have{}
 	return &SyncState{sharedHeads: sortHashes(hs), theirHave: &none}, nil
+}
+
+// ResumeSyncState returns the state for a session resumed from what
+// Encode saved (DecodeSyncState), less the shared heads the document does
+// not have (a document deleted and created again, say), as the core's
+// LoadSyncState keeps them out; bytes that do not decode give a fresh
+// state.
+func (d *Document) ResumeSyncState(saved []byte) *SyncState {
+	s, err := DecodeSyncState(saved)
+	if err != nil {
+		return NewSyncState()
+	}
+	s.sharedHeads = slices.DeleteFunc(s.sharedHeads, func(h Hash) bool { return !d.g.Has(h) })
+	return s
 }
 
 // Encode returns what a later session can resume from: 0x43 and the
@@ -112,6 +129,21 @@ func (s *SyncState) Receive(d *Document, msg []byte) (Received, error) {
 // follow its actor's (ErrSeq), Options.Check refused it, or too many would
 // be held) leaves both as they were.
 func (s *SyncState) Apply(d *Document, m *Message) (Received, error) {
+	return s.apply(d, m, nil)
+}
+
+// ApplyAdmitted is Apply for a Document whose changes are validated, and
+// held for missing deps, outside it (Options.HeldOutside): the message's
+// changes the Document lacks go through admit, and what it returns is
+// added to the graph. An error from admit refuses the message and leaves
+// the state as it was. An error wrapping ErrAdmitted means that admit
+// applied changes that the graph could not take: those before it were
+// added (Received.Added), and the state was not updated.
+func (s *SyncState) ApplyAdmitted(d *Document, m *Message, admit Admit) (Received, error) {
+	return s.apply(d, m, admit)
+}
+
+func (s *SyncState) apply(d *Document, m *Message, admit Admit) (Received, error) {
 	var res Received
 	g := d.g
 	before := g.Heads()
@@ -119,9 +151,16 @@ func (s *SyncState) Apply(d *Document, m *Message) (Received, error) {
 		if s.readOnly {
 			res.Dropped = len(m.Changes)
 		} else {
-			added, held, err := d.apply(m.Changes)
+			var added []*Change
+			var held int
+			var err error
+			if admit != nil {
+				added, held, err = d.admit(m.Changes, admit)
+			} else {
+				added, held, err = d.apply(m.Changes)
+			}
 			if err != nil {
-				return Received{}, err
+				return Received{Added: added}, err
 			}
 			res.Added, res.Held = added, held
 			s.sharedHeads = advanceHeads(before, g.Heads(), s.sharedHeads)

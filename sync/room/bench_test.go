@@ -50,7 +50,31 @@ func BenchmarkRoomFanOut(b *testing.B) {
 
 const benchEditsPerDoc = 100
 
+// BenchmarkRoomHistory is BenchmarkRoomFanOut's edit (receive, persist,
+// fan-out to 10 in-memory peers, in-memory store) on documents with 1,000
+// and with 100,000 changes of history. Issue 11's target is the same cost
+// per change at both (within 1.5x): a sync step must not cost in
+// proportion to the history. Each document takes up to 1,000 edits; run
+// it with a fixed count so that one document of each size is loaded:
+//
+//	go test -run '^$' -bench BenchmarkRoomHistory -benchtime 500x ./sync/room
+func BenchmarkRoomHistory(b *testing.B) {
+	const edits, longest = 1000, 100_000
+	all := benchChanges(b, longest+edits)
+	for _, history := range []int{1000, longest} {
+		b.Run(fmt.Sprintf("history=%d/peers=10", history), func(b *testing.B) {
+			benchFanOutWith(b, all[:history+edits], history, 10, "memory")
+		})
+	}
+}
+
 func benchFanOut(b *testing.B, history, peers int, storeKind string) {
+	benchFanOutWith(b, benchChanges(b, history+benchEditsPerDoc), history, peers, storeKind)
+}
+
+// benchFanOutWith measures edits with changes[history:] on documents whose
+// log holds changes[:history].
+func benchFanOutWith(b *testing.B, changes []benchChange, history, peers int, storeKind string) {
 	var store room.Store = newBenchStore()
 	if storeKind == "sqlite" {
 		st, err := sqlite.Open(context.Background(), b.TempDir())
@@ -68,8 +92,6 @@ func benchFanOut(b *testing.B, history, peers int, storeKind string) {
 			b.Error(err)
 		}
 	}()
-	changes := benchChanges(b, history+benchEditsPerDoc)
-
 	b.ReportAllocs()
 	b.ResetTimer()
 	for done := 0; done < b.N; {

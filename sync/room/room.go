@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tandem-sync/tandem/sync/core"
+	"github.com/tandem-sync/tandem/sync/engine"
 	"github.com/tandem-sync/tandem/sync/wire"
 )
 
@@ -32,10 +33,11 @@ type envelope struct {
 	reply    chan error // kindDo, kindDelete: buffered, answered once
 }
 
-// peerState is what a room keeps per peer: its sync state and whether it
-// asked for the document with a request that could not be served yet.
+// peerState is what a room keeps per peer: its sync state (sync/engine's,
+// over the room's graph) and whether it asked for the document with a
+// request that could not be served yet.
 type peerState struct {
-	sync *core.SyncState
+	sync *engine.SyncState
 	// dirty: the peer sent something this turn and gets a reply.
 	dirty bool
 	// wants: the peer sent a request while the document did not exist;
@@ -73,8 +75,14 @@ type Room struct {
 	// reads it from connection goroutines.
 	peerList atomic.Pointer[[]Peer]
 
-	// Owned by the run goroutine.
+	// Owned by the run goroutine. doc validates every change and
+	// materializes the document (REST reads and edits, compaction); graph
+	// holds the same changes as a change graph, over which the peers' sync
+	// states run (sync/engine). Every change applied to doc is added to
+	// graph in the same turn; changes held for their dependencies are held
+	// by doc only (graph asks for them through HeldOutside).
 	doc      *core.Doc
+	graph    *engine.Document
 	stored   bool // the store has this document
 	peers    map[Peer]*peerState
 	pending  []core.Change // applied to doc, not yet durable
@@ -183,7 +191,7 @@ func (r *Room) load(ctx context.Context) error {
 	st, err := r.reg.store.Load(ctx, r.id)
 	switch {
 	case errors.Is(err, ErrNotFound):
-		r.doc = core.NewDocWith(r.cfg.Limits)
+		r.setDoc(core.NewDocWith(r.cfg.Limits))
 		return nil
 	case err != nil:
 		return fmt.Errorf("load doc %s: %w", r.id, err)
@@ -198,7 +206,11 @@ func (r *Room) load(ctx context.Context) error {
 		// rather than serve (and later compact over) other content.
 		return fmt.Errorf("load doc %s: snapshot heads differ from those recorded with it", r.id)
 	}
-	r.doc, r.stored = doc, true
+	r.setDoc(doc)
+	if err := r.fillGraph(); err != nil {
+		return fmt.Errorf("load doc %s: %w", r.id, err)
+	}
+	r.stored = true
 	r.lastSeq = st.LastSeq
 	r.snapSeq = st.LastSeq - int64(len(st.Changes))
 	r.snapSize = int64(len(st.Snapshot))
@@ -206,6 +218,58 @@ func (r *Room) load(ctx context.Context) error {
 		r.logBytes += int64(len(c))
 	}
 	return nil
+}
+
+// setDoc makes doc the room's document, with an empty graph beside it.
+func (r *Room) setDoc(doc *core.Doc) {
+	r.doc = doc
+	r.graph = engine.NewDocument(engine.Options{HeldOutside: doc})
+}
+
+// fillGraph adds to the graph the changes of the document it lacks, in
+// causal order: at load the whole history, after an edit its changes.
+func (r *Room) fillGraph() error {
+	changes, err := r.doc.ChangesSince(r.graph.Heads())
+	if err != nil {
+		return fmt.Errorf("changes for the sync graph: %w", err)
+	}
+	return r.addToGraph(changes)
+}
+
+// addToGraph adds changes the document applied to the graph, in causal
+// order. The graph keeps their bytes.
+func (r *Room) addToGraph(changes []core.Change) error {
+	g := r.graph.Graph()
+	for _, c := range changes {
+		ec, err := engine.ParseChange(c.Data)
+		if err == nil && ec.Hash != c.Hash {
+			err = fmt.Errorf("hash %x where the document has %x", ec.Hash[:4], c.Hash[:4])
+		}
+		if err == nil {
+			_, err = g.Add(ec)
+		}
+		if err != nil {
+			return fmt.Errorf("add change %x to the sync graph: %w", c.Hash[:4], err)
+		}
+	}
+	return nil
+}
+
+// repairGraph rebuilds the graph from the document after they were found
+// to disagree (a change the document applied that the graph refused).
+// Peers' sync states refer to the graph's changes by position, so they
+// start afresh.
+func (r *Room) repairGraph(cause error) {
+	r.log.Error("sync graph disagrees with the document; rebuilding it", "err", cause)
+	r.graph = engine.NewDocument(engine.Options{HeldOutside: r.doc})
+	if err := r.fillGraph(); err != nil {
+		r.log.Error("sync graph rebuild failed", "err", err)
+	}
+	for _, ps := range r.peers {
+		ps.sync = engine.NewSyncState()
+		ps.sync.SetReadOnly(ps.readOnly)
+		ps.dirty = true
+	}
 }
 
 // failLoad forgets the room at once (a failed load is never cached) and
@@ -282,10 +346,11 @@ func (r *Room) receive(p Peer, msg wire.Message, readOnly bool) {
 	ps := r.peers[p]
 	if ps == nil {
 		ps = &peerState{sync: r.resumeSyncState(p)}
+		ps.readOnly = readOnly
+		ps.sync.SetReadOnly(readOnly)
 		r.peers[p] = ps
 		r.publishPeers()
 	}
-	var changes []core.Change
 	var err error
 	if readOnly {
 		var dropped bool
@@ -295,12 +360,8 @@ func (r *Room) receive(p Peer, msg wire.Message, readOnly bool) {
 			p.Send(wire.Message{Type: wire.TypeError, TargetID: p.ID(), ErrorMessage: fmt.Sprintf(
 				"document %s is read-only for this connection: your changes are not applied, stored or relayed", r.id)})
 		}
-	} else if msg.Type == wire.TypeRequest && !r.stored && r.doc.Empty() {
-		// A requester waiting for the document to be created holds no
-		// core state until the document has content.
-		changes, err = ps.sync.Defer(msg.Data)
 	} else {
-		changes, err = ps.sync.Receive(msg.Data)
+		err = r.receiveChanges(ps, msg.Data)
 	}
 	if err != nil {
 		r.log.Warn("bad sync message", "peer", string(p.ID()), "err", err)
@@ -310,10 +371,6 @@ func (r *Room) receive(p Peer, msg wire.Message, readOnly bool) {
 		r.removePeer(p)
 		p.Fail(wire.CloseInvalidData, fmt.Sprintf("document %s: %v", r.id, err))
 		return
-	}
-	for _, c := range changes {
-		r.pending = append(r.pending, c)
-		r.pendingB += int64(len(c.Data))
 	}
 	ps.dirty = true
 	if msg.Type == wire.TypeRequest && !r.stored && r.doc.Empty() && !ps.wants {
@@ -328,14 +385,71 @@ func (r *Room) receive(p Peer, msg wire.Message, readOnly bool) {
 	}
 }
 
+// receiveChanges applies a writer's sync message: the engine decodes it
+// and updates the peer's sync state, and the changes it carries that the
+// graph lacks are validated and applied by the document (core's rules,
+// limits and held changes), queued as pending, and added to the graph.
+// A refused message changes nothing.
+func (r *Room) receiveChanges(ps *peerState, data []byte) error {
+	if len(data) == 0 {
+		return fmt.Errorf("%w: empty", core.ErrBadSyncMessage)
+	}
+	m, err := engine.DecodeMessage(data)
+	if err != nil {
+		return fmt.Errorf("%w: %w", core.ErrBadSyncMessage, err)
+	}
+	if m.Version != engine.MessageV1 {
+		// Only a peer that saw a trailer from the server sends V2, and
+		// only read-only peers are sent one.
+		return fmt.Errorf("%w: V2 sync messages are not supported (this server never advertises them)", core.ErrBadSyncMessage)
+	}
+	admitted := false
+	_, err = ps.sync.ApplyAdmitted(r.graph, m, func(fresh []*engine.Change) ([]*engine.Change, error) {
+		raws := make([][]byte, len(fresh))
+		for i, c := range fresh {
+			raws[i] = c.Raw
+		}
+		applied, err := r.doc.ReceiveChanges(raws, ps)
+		if err != nil {
+			return nil, err
+		}
+		admitted = true
+		r.queue(applied)
+		out := make([]*engine.Change, 0, len(applied))
+		for _, c := range applied {
+			ec, err := engine.ParseChange(c.Data)
+			if err != nil {
+				return out, fmt.Errorf("%w: change %x the document applied: %w", engine.ErrAdmitted, c.Hash[:4], err)
+			}
+			out = append(out, ec)
+		}
+		return out, nil
+	})
+	if err != nil && admitted {
+		// The document took the changes (they are pending, and will be
+		// stored) but the graph did not: make it whole again.
+		r.repairGraph(err)
+		return nil
+	}
+	return err
+}
+
+// queue adds changes the document applied to the changes to store.
+func (r *Room) queue(changes []core.Change) {
+	for _, c := range changes {
+		r.pending = append(r.pending, c)
+		r.pendingB += int64(len(c.Data))
+	}
+}
+
 // receiveReadOnly applies a read-only peer's sync message (changes
-// dropped) and notes whether the peer's core understands flags. A peer
-// that was told it is read-only takes the server for V2-capable (any
-// trailer means that to a 0.5.4+ core) and sends V2 messages: without
-// changes, since it knows they would be dropped; those are taken as the
-// V1 messages they equal. A writer's V2 message is still refused.
+// decoded and dropped) and notes whether the peer's core understands
+// flags. A peer that was told it is read-only takes the server for
+// V2-capable (any trailer means that to a 0.5.4+ core) and sends V2
+// messages: without changes, since it knows they would be dropped; those
+// are taken as the V1 messages they equal. A writer's V2 message is still
+// refused.
 func (r *Room) receiveReadOnly(ps *peerState, data []byte) (dropped bool, err error) {
-	ps.readOnly = true
 	if tr, err := core.ReadTrailer(data); err == nil && tr.HasFlags {
 		ps.flags = true
 	}
@@ -345,8 +459,30 @@ func (r *Room) receiveReadOnly(ps *peerState, data []byte) (dropped bool, err er
 			return false, err
 		}
 	}
-	dropped, err = ps.sync.ReceiveReadOnly(data)
-	return dropped || had, err
+	if len(data) == 0 {
+		return false, fmt.Errorf("%w: empty", core.ErrBadSyncMessage)
+	}
+	m, err := engine.DecodeMessage(data)
+	if err != nil {
+		return false, fmt.Errorf("%w: %w", core.ErrBadSyncMessage, err)
+	}
+	if m.Version != engine.MessageV1 {
+		return false, fmt.Errorf("%w: V2 sync messages are not supported (this server never advertises them)", core.ErrBadSyncMessage)
+	}
+	if len(m.Changes) > 0 {
+		raws := make([][]byte, len(m.Changes))
+		for i, c := range m.Changes {
+			raws[i] = c.Raw
+		}
+		if err := r.doc.CheckReadOnlyChanges(raws); err != nil {
+			return false, err
+		}
+	}
+	res, err := ps.sync.Apply(r.graph, m)
+	if err != nil {
+		return false, fmt.Errorf("%w: %w", core.ErrBadSyncMessage, err)
+	}
+	return res.Dropped > 0 || had, nil
 }
 
 // settle ends a turn's work on the document: new changes are made durable,
@@ -415,9 +551,9 @@ func (r *Room) do(env envelope) {
 		env.reply <- nil
 		return
 	}
-	for _, c := range changes {
-		r.pending = append(r.pending, c)
-		r.pendingB += int64(len(c.Data))
+	r.queue(changes)
+	if err := r.addToGraph(changes); err != nil {
+		r.repairGraph(err)
 	}
 	r.waiters = append(r.waiters, env.reply)
 }
@@ -441,7 +577,8 @@ func (r *Room) delete(ctx context.Context, env envelope) {
 		w <- ErrDeleted
 	}
 	r.waiters = r.waiters[:0]
-	r.doc, r.stored = core.NewDocWith(r.cfg.Limits), false
+	r.setDoc(core.NewDocWith(r.cfg.Limits))
+	r.stored = false
 	r.pending, r.pendingB = r.pending[:0], 0
 	r.lastSeq, r.snapSeq, r.logBytes, r.snapSize = 0, 0, 0, 0
 	r.log.Info("document deleted")
@@ -460,7 +597,7 @@ func (r *Room) generate() {
 			continue
 		}
 		ps.dirty = false
-		if data, ok := ps.sync.Generate(); ok {
+		if data, ok := ps.sync.Generate(r.graph); ok {
 			if ps.readOnly && ps.flags {
 				data = core.WithFlags(data, core.FlagReadOnly)
 				ps.toldReadOnly = true
@@ -579,11 +716,11 @@ func (r *Room) drain() {
 // the one saved when the same peer storage last left, if the store keeps
 // sync states and the peer announced a storage ID, or a fresh one. A store
 // failure costs only the saving: the peer starts from scratch.
-func (r *Room) resumeSyncState(p Peer) *core.SyncState {
+func (r *Room) resumeSyncState(p Peer) *engine.SyncState {
 	ss, ok := r.reg.store.(SyncStates)
 	storage := p.StorageID()
 	if !ok || storage == "" || !r.stored {
-		return r.doc.NewSyncState()
+		return engine.NewSyncState()
 	}
 	ctx, cancel := context.WithTimeout(r.runCtx, r.cfg.StoreTimeout)
 	defer cancel()
@@ -592,9 +729,9 @@ func (r *Room) resumeSyncState(p Peer) *core.SyncState {
 		r.log.Warn("cannot load a peer's saved sync state; starting afresh", "peer", string(p.ID()), "err", err)
 	}
 	if saved == nil {
-		return r.doc.NewSyncState()
+		return engine.NewSyncState()
 	}
-	return r.doc.LoadSyncState(saved)
+	return r.graph.ResumeSyncState(saved)
 }
 
 // saveSyncState keeps a leaving peer's sync state under its storage ID,
@@ -609,7 +746,7 @@ func (r *Room) saveSyncState(ctx context.Context, p Peer) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.StoreTimeout)
 	defer cancel()
-	if err := st.SaveSyncState(ctx, r.id, p.StorageID(), ps.sync.Save()); err != nil {
+	if err := st.SaveSyncState(ctx, r.id, p.StorageID(), ps.sync.Encode()); err != nil {
 		r.log.Warn("cannot save a peer's sync state", "peer", string(p.ID()), "err", err)
 	}
 }
