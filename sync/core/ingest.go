@@ -23,8 +23,8 @@ import (
 // pendingChange is a change held until its dependencies arrive.
 type pendingChange struct {
 	c    *changeChunk
-	from any // the peer that sent it (a *SyncState, or a caller's token of ReceiveChanges), nil for stored or imported changes
-	n    uint64     // arrival order
+	from any    // the peer that sent it (a *SyncState, or a caller's token of ReceiveChanges), nil for stored or imported changes
+	n    uint64 // arrival order
 }
 
 // pendingSet holds a document's pending changes.

@@ -91,3 +91,19 @@ func (d *Doc) PendingDeps(h Hash) ([]Hash, bool) {
 	}
 	return pc.c.deps, true
 }
+
+// CheckSyncMessage checks a V1 sync message as Receive does before it
+// applies anything: its structure, and every change decoded within the
+// document's Limits (not validated against the document). It returns
+// Receive's error for a message Receive would refuse at that stage
+// (wrapping ErrBadSyncMessage), and nil otherwise. A room whose own
+// decoder refused a message asks it for the reason a peer is given.
+func (d *Doc) CheckSyncMessage(msg []byte) error {
+	if len(msg) == 0 {
+		return fmt.Errorf("%w: empty", ErrBadSyncMessage)
+	}
+	if _, err := parseSyncMessage(msg, &d.limits); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadSyncMessage, err)
+	}
+	return nil
+}

@@ -137,8 +137,11 @@ func (c *Change) parseHeader(data []byte) error {
 	if offset > uint64(len(r.b)) {
 		return fmt.Errorf("columns of %d bytes in %d", offset, len(r.b))
 	}
-	if c.Seq == 0 || c.StartOp == 0 {
-		return errors.New("seq or start op 0")
+	if c.Seq == 0 {
+		return errors.New("change with seq 0")
+	}
+	if c.StartOp == 0 {
+		return errors.New("change with start op 0")
 	}
 	if found {
 		n, err := countUintRLE(r.b[actionOff : actionOff+actionLen])

@@ -1,8 +1,9 @@
 package engine
 
 import (
-	"errors"
 	"fmt"
+
+	"github.com/tandem-sync/tandem/sync/core"
 )
 
 // Sync message types (the first byte).
@@ -39,8 +40,11 @@ type Message struct {
 	Flags   byte
 }
 
-// ErrBadMessage is wrapped by errors for bytes that are not a sync message.
-var ErrBadMessage = errors.New("invalid sync message")
+// ErrBadMessage is wrapped by errors for bytes that are not a sync
+// message. It is sync/core's ErrBadSyncMessage, so that a room reports a
+// message the engine cannot decode and one whose changes the core refuses
+// alike.
+var ErrBadMessage = core.ErrBadSyncMessage
 
 // maxHaves bounds the have entries of a message: the core sends 0 or 1,
 // and each entry costs a filter query per change the peer may lack.

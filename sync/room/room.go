@@ -391,12 +391,9 @@ func (r *Room) receive(p Peer, msg wire.Message, readOnly bool) {
 // limits and held changes), queued as pending, and added to the graph.
 // A refused message changes nothing.
 func (r *Room) receiveChanges(ps *peerState, data []byte) error {
-	if len(data) == 0 {
-		return fmt.Errorf("%w: empty", core.ErrBadSyncMessage)
-	}
-	m, err := engine.DecodeMessage(data)
+	m, err := r.decode(data)
 	if err != nil {
-		return fmt.Errorf("%w: %w", core.ErrBadSyncMessage, err)
+		return err
 	}
 	if m.Version != engine.MessageV1 {
 		// Only a peer that saw a trailer from the server sends V2, and
@@ -434,6 +431,21 @@ func (r *Room) receiveChanges(ps *peerState, data []byte) error {
 	return err
 }
 
+// decode decodes a peer's sync message. A message the engine cannot
+// decode is refused with the reason the core gives for it, when the core
+// refuses it too (the reasons peers and operators know), and with the
+// engine's otherwise; both wrap core.ErrBadSyncMessage.
+func (r *Room) decode(data []byte) (*engine.Message, error) {
+	m, err := engine.DecodeMessage(data)
+	if err != nil {
+		if cerr := r.doc.CheckSyncMessage(data); cerr != nil {
+			return nil, cerr
+		}
+		return nil, err
+	}
+	return m, nil
+}
+
 // queue adds changes the document applied to the changes to store.
 func (r *Room) queue(changes []core.Change) {
 	for _, c := range changes {
@@ -459,12 +471,9 @@ func (r *Room) receiveReadOnly(ps *peerState, data []byte) (dropped bool, err er
 			return false, err
 		}
 	}
-	if len(data) == 0 {
-		return false, fmt.Errorf("%w: empty", core.ErrBadSyncMessage)
-	}
-	m, err := engine.DecodeMessage(data)
+	m, err := r.decode(data)
 	if err != nil {
-		return false, fmt.Errorf("%w: %w", core.ErrBadSyncMessage, err)
+		return false, err
 	}
 	if m.Version != engine.MessageV1 {
 		return false, fmt.Errorf("%w: V2 sync messages are not supported (this server never advertises them)", core.ErrBadSyncMessage)
