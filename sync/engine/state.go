@@ -172,11 +172,17 @@ func (s *SyncState) apply(d *Document, m *Message, admit Admit) (Received, error
 	if m.Trailer {
 		s.trailer = true
 		if m.Flags&FlagSyncReset != 0 {
-			clear(s.sent)
+			s.sent = nil
 		}
 		s.peerReadOnly = m.Flags&FlagReadOnly != 0
 	}
 	g.removeAncestors(s.sent, m.Heads)
+	if len(s.sent) == 0 {
+		// An emptied map keeps its buckets, and ranging over it (as
+		// removeAncestors does) would cost what the largest send was
+		// (a whole history, after a first sync) at every message.
+		s.sent = nil
+	}
 	if len(s.sent) == 0 || heard {
 		s.inFlight = false
 	}
@@ -195,7 +201,7 @@ func (s *SyncState) apply(d *Document, m *Message, admit Admit) (Received, error
 		s.sharedHeads = slices.Clone(m.Heads)
 		if len(m.Heads) == 0 { // the peer lost its data: send everything again
 			s.lastSentHeads = nil
-			clear(s.sent)
+			s.sent = nil
 		}
 	} else {
 		shared := slices.Clone(s.sharedHeads)
