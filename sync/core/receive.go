@@ -45,18 +45,10 @@ func (d *Doc) decodeChanges(raws [][]byte) ([]*changeChunk, error) {
 	batch := make([]*changeChunk, 0, len(raws))
 	ops := uint64(0)
 	for i, raw := range raws {
-		c, err := parseChange(raw, lim)
-		if err == nil && c.numOps > uint64(lim.MaxOpsPerMessage)-ops {
-			err = fmt.Errorf("%w: more than %d ops in one message", ErrLimitExceeded, lim.MaxOpsPerMessage)
-		}
+		c, err := parseCounted(raw, i, lim, &ops)
 		if err != nil {
-			var h Hash
-			if c != nil {
-				h = c.hash
-			}
-			return nil, invalid(i, h, err)
+			return nil, err
 		}
-		ops += c.numOps
 		batch = append(batch, c)
 	}
 	return batch, nil

@@ -293,18 +293,10 @@ func parseSyncMessage(b []byte, lim *Limits) (syncMessage, error) {
 		if r.err != nil {
 			break
 		}
-		c, err := parseChange(raw, lim)
-		if err == nil && c.numOps > uint64(lim.MaxOpsPerMessage)-ops {
-			err = fmt.Errorf("%w: more than %d ops in one message", ErrLimitExceeded, lim.MaxOpsPerMessage)
-		}
+		c, err := parseCounted(raw, int(i), lim, &ops)
 		if err != nil {
-			var h Hash
-			if c != nil {
-				h = c.hash
-			}
-			return m, invalid(int(i), h, err)
+			return m, err
 		}
-		ops += c.numOps
 		m.changes = append(m.changes, c)
 	}
 	// What follows is a capabilities or flags trailer, or nothing. The 0.5
@@ -314,6 +306,25 @@ func parseSyncMessage(b []byte, lim *Limits) (syncMessage, error) {
 		m.trailer = readTrailer(r.b)
 	}
 	return m, r.err
+}
+
+// parseCounted parses change i of a message or batch whose changes so far
+// hold *ops ops, refusing it when it would take them past
+// Limits.MaxOpsPerMessage, and adds its ops to *ops.
+func parseCounted(raw []byte, i int, lim *Limits, ops *uint64) (*changeChunk, error) {
+	c, err := parseChange(raw, lim)
+	if err == nil && c.numOps > uint64(lim.MaxOpsPerMessage)-*ops {
+		err = fmt.Errorf("%w: more than %d ops in one message", ErrLimitExceeded, lim.MaxOpsPerMessage)
+	}
+	if err != nil {
+		var h Hash
+		if c != nil {
+			h = c.hash
+		}
+		return nil, invalid(i, h, err)
+	}
+	*ops += c.numOps
+	return c, nil
 }
 
 func checkBloom(b []byte) error {
