@@ -436,6 +436,9 @@ func dialRaw(t *testing.T, s *server) *rawConn {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
+	// A small send buffer, so that what the attacker has written is close
+	// to what the server has read: the frame tests bound the latter by it.
+	_ = c.(*net.TCPConn).SetWriteBuffer(64 << 10)
 	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
 		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", s.addr)
 	rc := &rawConn{Conn: c, r: bufio.NewReader(c)}
