@@ -130,10 +130,7 @@ func (d *Doc) Automerge() *automerge.Doc { return d.core() }
 // SyncState is the sync protocol state for one peer of one document.
 type SyncState struct {
 	doc *Doc
-	// s is the core's state, nil until first needed (see state).
-	s *automerge.SyncState
-	// deferred is a request Defer took while s was nil; state replays it.
-	deferred []byte
+	s   *automerge.SyncState
 	// What the core last heard from the peer, for Generate to ask for
 	// the dependencies of the peer's held changes as the core would.
 	theirHeads    []Hash
@@ -143,42 +140,7 @@ type SyncState struct {
 
 // NewSyncState returns a fresh sync state for a peer of d.
 func (d *Doc) NewSyncState() *SyncState {
-	return &SyncState{doc: d}
-}
-
-// state returns the core's sync state, creating it on first use and
-// handing it the request Defer kept.
-func (s *SyncState) state() *automerge.SyncState {
-	if s.s == nil {
-		s.s = automerge.NewSyncState(s.doc.core())
-		if s.deferred != nil {
-			_, _ = s.s.ReceiveMessage(s.deferred) // checked by Defer; a refusal leaves a fresh state
-			s.deferred = nil
-		}
-	}
-	return s.s
-}
-
-// Defer takes a peer's request for a document that does not exist yet. The
-// message is checked as Receive checks it, but reaches the core only when
-// the sync state is first used: a requester waiting for the document to be
-// created costs no core state (the core would have nothing to send it
-// while the document is empty anyway). A message that carries changes is
-// received at once.
-func (s *SyncState) Defer(msg []byte) ([]Change, error) {
-	if s.s != nil || len(msg) == 0 || !s.doc.Empty() {
-		return s.Receive(msg)
-	}
-	parsed, err := parseSyncMessage(msg, &s.doc.limits)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBadSyncMessage, err)
-	}
-	if len(parsed.changes) > 0 {
-		return s.Receive(msg)
-	}
-	s.deferred = append(s.deferred[:0], msg...)
-	s.remember(parsed)
-	return nil, nil
+	return &SyncState{doc: d, s: automerge.NewSyncState(d.core())}
 }
 
 // ErrBadSyncMessage wraps errors from sync messages that cannot be decoded
@@ -212,7 +174,7 @@ func (s *SyncState) Receive(msg []byte) ([]Change, error) {
 	if p.stripped(parsed.changes, d.Has) {
 		in = parsed.encode(p.direct) // the core must not queue held changes
 	}
-	if _, err := s.state().ReceiveMessage(in); err != nil {
+	if _, err := s.s.ReceiveMessage(in); err != nil {
 		d.idx = nil // it may have applied some: index again from its changes
 		return nil, fmt.Errorf("%w: %w", ErrBadSyncMessage, err)
 	}
@@ -270,7 +232,7 @@ func (s *SyncState) ReceiveReadOnly(msg []byte) (dropped bool, err error) {
 	}
 	slices.SortFunc(heads, func(a, b Hash) int { return bytes.Compare(a[:], b[:]) })
 	parsed.heads = slices.Compact(heads)
-	if _, err := s.state().ReceiveMessage(parsed.encodeWithoutChanges()); err != nil {
+	if _, err := s.s.ReceiveMessage(parsed.encodeWithoutChanges()); err != nil {
 		return dropped, fmt.Errorf("%w: %v", ErrBadSyncMessage, err)
 	}
 	s.remember(parsed)
@@ -293,10 +255,7 @@ func (d *Doc) known(hs []Hash) []Hash {
 // When the peer's changes are held for dependencies, the message asks for
 // those, as the core does for the changes in its queue.
 func (s *SyncState) Generate() ([]byte, bool) {
-	if s.s == nil && s.deferred != nil && s.doc.Empty() {
-		return nil, false // what the core answers a request for an empty document
-	}
-	sm, ok := s.state().GenerateMessage()
+	sm, ok := s.s.GenerateMessage()
 	if !ok {
 		return nil, false
 	}

@@ -11,7 +11,7 @@ const syncStateType = 0x43
 // as the Automerge core encodes sync states: the heads both sides are known
 // to share. The rest (what is in flight, what the peer said last) belongs
 // to one connection and starts afresh on the next.
-func (s *SyncState) Save() []byte { return s.state().Save() }
+func (s *SyncState) Save() []byte { return s.s.Save() }
 
 // LoadSyncState resumes a peer's sync state from what Save returned on an
 // earlier connection, so that the first exchange covers only what changed
