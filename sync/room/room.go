@@ -546,6 +546,10 @@ func (r *Room) exists() bool { return r.stored || !r.doc.Empty() }
 // room's turn. Changes it makes are stored and then sent to every peer like
 // a peer's changes; its caller hears back once they are durable.
 func (r *Room) do(env envelope) {
+	if err := r.doc.Materialize(); err != nil {
+		env.reply <- fmt.Errorf("doc %s: %w", r.id, err)
+		return
+	}
 	before := r.doc.Heads()
 	if err := env.do(r.doc, r.exists()); err != nil {
 		env.reply <- err
@@ -659,6 +663,9 @@ func (r *Room) compact(ctx context.Context) error {
 		return nil
 	}
 	start := time.Now()
+	if err := r.doc.Materialize(); err != nil {
+		return fmt.Errorf("compact doc %s: %w", r.id, err)
+	}
 	snap := r.doc.Save()
 	heads := r.doc.Heads()
 	check, err := core.Load(snap, nil)
