@@ -26,9 +26,10 @@ var ErrDeleted = errors.New("document deleted")
 // the map and reference counts; nothing is ever sent to a room or a socket
 // while holding it.
 type Registry struct {
-	cfg    Config
-	store  Store
-	health *storeHealth
+	cfg       Config
+	store     Store
+	health    *storeHealth
+	compactor *compactor
 
 	ctx    context.Context // parent of every room's run
 	cancel context.CancelFunc
@@ -43,7 +44,7 @@ type Registry struct {
 func NewRegistry(store Store, cfg Config) *Registry {
 	cfg = cfg.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Registry{
+	g := &Registry{
 		cfg:    cfg,
 		store:  store,
 		health: &storeHealth{log: cfg.Logger},
@@ -51,6 +52,8 @@ func NewRegistry(store Store, cfg Config) *Registry {
 		cancel: cancel,
 		rooms:  make(map[wire.DocID]*Room),
 	}
+	g.compactor = newCompactor(g)
+	return g
 }
 
 // acquire returns the document's room, starting it if needed, with a
@@ -207,8 +210,10 @@ func (g *Registry) deliver(ctx context.Context, id wire.DocID, env envelope) err
 }
 
 // Close drains the registry: new work is refused, every room makes its
-// pending changes durable and compacts, then stops. It returns when all
-// rooms have stopped or ctx ends.
+// pending changes durable and asks for its compaction, then stops. It
+// returns when all rooms have stopped and the compactions are done, or
+// when ctx ends (an error only if rooms had not stopped: compactions
+// left undone lose nothing).
 func (g *Registry) Close(ctx context.Context) error {
 	g.mu.Lock()
 	g.closed = true
@@ -226,8 +231,12 @@ func (g *Registry) Close(ctx context.Context) error {
 	}()
 	select {
 	case <-done:
-		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("drain rooms: %w", ctx.Err())
 	}
+	if err := g.compactor.wait(ctx); err != nil {
+		// Nothing is lost: the logs stay, and are compacted next time.
+		g.cfg.Logger.Warn("drained before every compaction ran", "err", err)
+	}
+	return nil
 }

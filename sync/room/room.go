@@ -104,6 +104,12 @@ type Room struct {
 	// that evicts a parked room without peers (nil while it runs).
 	lastTurn time.Time
 	idle     *time.Timer
+	// compacting says a compaction job is queued or running; its answer
+	// arrives in compacted (set by the compactor's goroutine). After a
+	// failure the room asks again no sooner than compactAfter.
+	compacting   bool
+	compacted    atomic.Pointer[compaction]
+	compactAfter time.Time
 	// unavailableDue is the earliest unavailableAt of a peer still waiting
 	// to be told doc-unavailable; zero when none waits. Deadlines are set
 	// in arrival order with the same grace, so a later one is never
@@ -392,11 +398,10 @@ func (r *Room) turn(ctx context.Context, batch []envelope) {
 	if !r.settle() {
 		return
 	}
+	r.tookCompaction()
 	if r.lastSeq-r.snapSeq >= r.cfg.CompactChanges ||
 		(r.logBytes >= r.cfg.CompactBytes && r.logBytes > r.snapSize) {
-		if err := r.compact(ctx); err != nil {
-			r.log.Error("compaction failed", "err", err)
-		}
+		r.compact()
 	}
 }
 
@@ -714,34 +719,39 @@ func (r *Room) answerUnavailable(now time.Time) {
 	}
 }
 
-// compact saves the whole document as a new snapshot, verifies that it
-// re-loads with the same heads, and replaces the logged changes with it.
-func (r *Room) compact(ctx context.Context) error {
-	if !r.stored || r.lastSeq == r.snapSeq {
-		return nil
+// compact asks the registry's compactor to compact the document (off this
+// turn: see compactor), unless it is compacted, a job is under way, or the
+// last one failed less than compactRetry ago.
+func (r *Room) compact() {
+	r.tookCompaction()
+	if !r.stored || r.lastSeq == r.snapSeq || r.compacting || time.Now().Before(r.compactAfter) {
+		return
 	}
-	start := time.Now()
-	if err := r.doc.Materialize(); err != nil {
-		return fmt.Errorf("compact doc %s: %w", r.id, err)
+	r.compacting = true
+	r.reg.compactor.enqueue(r)
+}
+
+// compactRetry is how long a room waits after a failed compaction before
+// it asks again.
+const compactRetry = time.Minute
+
+// tookCompaction takes in the compactor's answer, if one has come.
+func (r *Room) tookCompaction() {
+	res := r.compacted.Swap(nil)
+	if res == nil {
+		return
 	}
-	snap := r.doc.Save()
-	heads := r.doc.Heads()
-	check, err := core.Load(snap, nil)
-	if err != nil {
-		return fmt.Errorf("compact doc %s: snapshot does not re-load: %w", r.id, err)
+	r.compacting = false
+	if res.err != nil {
+		r.compactAfter = time.Now().Add(compactRetry)
+		return
 	}
-	if !slices.Equal(check.Heads(), heads) {
-		return fmt.Errorf("compact doc %s: re-loaded snapshot has other heads", r.id)
+	if res.throughSeq > r.snapSeq {
+		if res.throughSeq >= r.lastSeq {
+			r.logBytes = 0
+		} // else what was appended during the job stays counted, with some it covered
+		r.snapSeq, r.snapSize = res.throughSeq, int64(len(res.snapshot))
 	}
-	ctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
-	defer cancel()
-	if err := r.reg.store.Compact(ctx, r.id, snap, heads, r.lastSeq); err != nil {
-		return fmt.Errorf("compact doc %s: %w", r.id, err)
-	}
-	r.log.Debug("compacted", "through_seq", r.lastSeq, "changes", r.lastSeq-r.snapSeq,
-		"snapshot_bytes", len(snap), "took", time.Since(start))
-	r.snapSeq, r.logBytes, r.snapSize = r.lastSeq, 0, int64(len(snap))
-	return nil
 }
 
 // evict makes the room's work durable, compacts, and leaves the registry if
@@ -750,9 +760,7 @@ func (r *Room) evict(ctx context.Context) bool {
 	if len(r.backlog) > 0 || (len(r.pending) > 0 && !r.flush(ctx)) {
 		return false // unfinished work: the retry timer takes it up
 	}
-	if err := r.compact(ctx); err != nil {
-		r.log.Error("compaction before eviction failed", "err", err)
-	}
+	r.compact()
 	if !r.reg.tryEvict(r) {
 		return false
 	}
@@ -781,9 +789,7 @@ func (r *Room) drain() {
 	for p := range r.peers {
 		r.saveSyncState(ctx, p)
 	}
-	if err := r.compact(ctx); err != nil {
-		r.log.Error("compaction at shutdown failed", "err", err)
-	}
+	r.compact() // Registry.Close waits for the compactor
 }
 
 // resumeSyncState returns the sync state for a peer that joins the room:

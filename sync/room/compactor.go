@@ -1,0 +1,139 @@
+package room
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/tandem-sync/tandem/sync/core"
+	"github.com/tandem-sync/tandem/sync/wire"
+)
+
+// compactor compacts documents off the rooms' turns, one at a time for the
+// whole registry: it loads what the store holds for a document into a core
+// document of its own, saves it as a snapshot, checks that the snapshot
+// loads with the same heads, and replaces the log with it (Store.Compact).
+// A room's own document is never touched (a room that only relays changes
+// never materializes its document), peers' messages are not delayed by
+// it, and at most one extra copy of one document is in memory at a time.
+//
+// Working from the store makes a job safe whatever happens to the room
+// meanwhile: appends after the load stay logged (Compact deletes only what
+// the snapshot covers), and a document deleted meanwhile is not found.
+type compactor struct {
+	reg *Registry
+
+	mu      sync.Mutex
+	queue   []*Room
+	queued  map[wire.DocID]bool
+	running bool          // a worker goroutine runs
+	idle    chan struct{} // closed when the queue empties with no worker; nil while one runs
+}
+
+// compaction is what a room hears back from the compactor: the snapshot
+// (with its heads) and the log sequence it covers, or why it failed.
+type compaction struct {
+	throughSeq int64
+	snapshot   []byte
+	heads      []core.Hash
+	err        error
+}
+
+func newCompactor(g *Registry) *compactor {
+	idle := make(chan struct{})
+	close(idle)
+	return &compactor{reg: g, queued: make(map[wire.DocID]bool), idle: idle}
+}
+
+// enqueue asks for r's document to be compacted, once however often it is
+// asked before the job starts; the result is left for the room in
+// r.compacted. It does not wait.
+func (c *compactor) enqueue(r *Room) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.queued[r.id] {
+		return
+	}
+	c.queued[r.id] = true
+	c.queue = append(c.queue, r)
+	if !c.running {
+		c.running = true
+		c.idle = make(chan struct{})
+		go c.work()
+	}
+}
+
+// work runs jobs until the queue is empty.
+func (c *compactor) work() {
+	for {
+		c.mu.Lock()
+		if len(c.queue) == 0 {
+			c.running = false
+			c.queue = nil
+			close(c.idle)
+			c.mu.Unlock()
+			return
+		}
+		r := c.queue[0]
+		c.queue = c.queue[1:]
+		delete(c.queued, r.id)
+		c.mu.Unlock()
+
+		res := c.compact(r)
+		if res.err != nil && !errors.Is(res.err, ErrNotFound) {
+			r.log.Error("compaction failed", "err", res.err)
+		}
+		r.compacted.Store(&res)
+	}
+}
+
+// compact compacts what the store holds for r's document now.
+func (c *compactor) compact(r *Room) compaction {
+	g := c.reg
+	// Not the registry's context: a drain still compacts, within its own
+	// deadline (Registry.Close waits for the queue).
+	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.StoreTimeout)
+	defer cancel()
+	start := time.Now()
+	st, err := g.store.Load(ctx, r.id)
+	if err != nil {
+		return compaction{err: fmt.Errorf("compact doc %s: %w", r.id, err)}
+	}
+	if len(st.Changes) == 0 {
+		return compaction{throughSeq: st.LastSeq, snapshot: st.Snapshot, heads: st.SnapshotHeads}
+	}
+	doc, err := core.Load(st.Snapshot, st.Changes)
+	if err != nil {
+		return compaction{err: fmt.Errorf("compact doc %s: load: %w", r.id, err)}
+	}
+	snap, heads := doc.Save(), doc.Heads()
+	check, err := core.Load(snap, nil)
+	if err != nil {
+		return compaction{err: fmt.Errorf("compact doc %s: snapshot does not re-load: %w", r.id, err)}
+	}
+	if !slices.Equal(check.Heads(), heads) {
+		return compaction{err: fmt.Errorf("compact doc %s: re-loaded snapshot has other heads", r.id)}
+	}
+	if err := g.store.Compact(ctx, r.id, snap, heads, st.LastSeq); err != nil {
+		return compaction{err: fmt.Errorf("compact doc %s: %w", r.id, err)}
+	}
+	r.log.Debug("compacted", "through_seq", st.LastSeq, "changes", len(st.Changes),
+		"snapshot_bytes", len(snap), "took", time.Since(start))
+	return compaction{throughSeq: st.LastSeq, snapshot: snap, heads: heads}
+}
+
+// wait returns when the queue is empty and no job runs, or ctx ends.
+func (c *compactor) wait(ctx context.Context) error {
+	c.mu.Lock()
+	idle := c.idle
+	c.mu.Unlock()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("compactions: %w", ctx.Err())
+	}
+}

@@ -1,0 +1,77 @@
+package room_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/tandem-sync/tandem/internal/testwait"
+	"github.com/tandem-sync/tandem/sync/core"
+	"github.com/tandem-sync/tandem/sync/room"
+	"github.com/tandem-sync/tandem/sync/wire"
+)
+
+// slowCompactStore makes Compact wait for a gate, and records the log
+// sequence each call compacts through.
+type slowCompactStore struct {
+	*faultyStore
+	entered chan struct{}
+	gate    chan struct{}
+	mu      sync.Mutex
+	through []int64
+}
+
+func (s *slowCompactStore) Compact(ctx context.Context, id wire.DocID, snap []byte, heads []core.Hash, through int64) error {
+	s.mu.Lock()
+	s.through = append(s.through, through)
+	s.mu.Unlock()
+	select {
+	case s.entered <- struct{}{}:
+	default:
+	}
+	<-s.gate
+	return s.faultyStore.Compact(ctx, id, snap, heads, through)
+}
+
+// Compaction runs off the room's turn: while one is under way, the room's
+// peers go on editing and syncing; the snapshot lands afterwards and
+// covers what was stored when the job began.
+func TestCompactionDoesNotHoldTheRoom(t *testing.T) {
+	t.Parallel()
+	base := newStore(t)
+	st := &slowCompactStore{faultyStore: base, entered: make(chan struct{}, 1), gate: make(chan struct{})}
+	reg := newRegistry(t, st, room.Config{CompactChanges: 3})
+	id := wire.NewDocID()
+	a := newClient(t, reg, id, "peer-a")
+	b := newClient(t, reg, id, "peer-b")
+	for i := range 3 {
+		a.set(fmt.Sprint("k", i), int64(i))
+		a.syncUntil(func() bool { return base.appends.Load() == int32(i+1) })
+	}
+	<-st.entered // the compactor waits in Compact
+	for i := range 5 {
+		b.set(fmt.Sprint("b", i), int64(i))
+		b.syncUntil(func() bool { return base.appends.Load() == int32(4+i) })
+	}
+	a.syncUntil(func() bool { return sameHeads(a.doc, b.doc) })
+	close(st.gate)
+	testwait.For(t, testwait.Default, "the snapshot", func() bool {
+		stored, err := base.Load(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return stored.Snapshot != nil
+	})
+	st.mu.Lock()
+	first := st.through[0]
+	st.mu.Unlock()
+	if first != 3 {
+		t.Fatalf("the first compaction covered the log through %d; want 3, what was stored when it began", first)
+	}
+	// The room asks again past the threshold; the store ends compacted
+	// through the edits, and what it holds loads as the document.
+	reg2 := newRegistry(t, base, room.Config{})
+	c := newClient(t, reg2, id, "peer-c")
+	c.syncUntil(func() bool { return sameHeads(a.doc, c.doc) })
+}
