@@ -68,6 +68,7 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.Float64Var(&cfg.Rate, "rate", 1000, "total edits per second (the first step's with --ramp)")
 	fs.DurationVar(&cfg.Duration, "duration", 30*time.Second, "measured duration (of each step with --ramp)")
 	fs.DurationVar(&cfg.Warmup, "warmup", 3*time.Second, "unmeasured load before the measured duration")
+	fs.IntVar(&cfg.History, "history", 0, "changes each document has before the load, typed by its creator offline and uploaded in one burst")
 	fs.Float64Var(&textRatio, "text-ratio", 0.5, "share of edits that are text splices; the rest are map sets")
 	fs.DurationVar(&cfg.Drain, "drain", 10*time.Second, "longest wait for deliveries after the last edit; later ones count as lost")
 	fs.StringVar(&pids, "server-pid", "", "the server's process ID for CPU and RSS (comma-separated: summed)")
@@ -323,6 +324,9 @@ func writeLoadTable(w io.Writer, label string, r loadgen.Result) {
 	fmt.Fprintf(w, "tandem bench: %s: %d documents × %d clients, %.0f edits/s target, %.0fs measured after %.0fs warm-up\n",
 		title(label, r.URL), r.Docs, r.ClientsPerDoc, r.RateTarget, r.DurationS, r.WarmupS)
 	row := func(k, format string, a ...any) { fmt.Fprintf(w, "  %-16s "+format+"\n", append([]any{k}, a...)...) }
+	if r.History > 0 {
+		row("history", "%d changes per document before the load, set up in %.1fs", r.History, r.SetupS)
+	}
 	row("edits", "%d (%.1f/s), %d skipped on ended connections; %.0f changes per document", r.Edits, r.EditRate, r.EditsSkipped, r.HistoryPerDoc)
 	row("deliveries", "%d of %d (%.0f/s), lost %d", r.Delivered, r.Expected, r.DeliveryRate, r.Lost)
 	if m := r.Missing; m != nil {

@@ -22,10 +22,13 @@ import (
 // stampPrefix starts the change message of every edit the load generator
 // makes: "tandem-bench <m|w> <author> <seq> <unix nanoseconds>", m for a
 // measured edit, w for a warm-up one. Receivers read the send time from
-// it. The creating change of a document carries initMessage instead.
+// it. The creating change of a document carries initMessage instead, and
+// the history its creator types before the load (Config.History)
+// historyMessage.
 const (
-	stampPrefix = "tandem-bench "
-	initMessage = "tandem-bench init"
+	stampPrefix    = "tandem-bench "
+	initMessage    = "tandem-bench init"
+	historyMessage = "tandem-bench history"
 )
 
 // seqSet is the set of an author's edit seqs a client has seen. They
@@ -301,6 +304,26 @@ func (c *client) create(init func(*automerge.Map) error) error {
 		}
 	}
 	return c.rep.commit(initMessage)
+}
+
+// prefill types n changes of one character each at the end of the
+// document's text, before the creator's first sync: a history of n
+// changes that reaches the server in one burst, as an offline editor's.
+func (c *client) prefill(n int) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.resolveObjects(); err != nil {
+		return err
+	}
+	for i := range n {
+		if err := c.text.Insert(c.text.Len(), letters[i%len(letters):i%len(letters)+1]); err != nil {
+			return fmt.Errorf("history: text insert: %w", err)
+		}
+		if err := c.rep.commit(historyMessage); err != nil {
+			return fmt.Errorf("history: %w", err)
+		}
+	}
+	return nil
 }
 
 // serverHasOurHeads reports whether the server's last sync message

@@ -55,6 +55,11 @@ type Config struct {
 	// still on their way; what has not arrived by then is lost. Zero means
 	// 10 s.
 	Drain time.Duration
+	// History is how many changes each document has before the load: its
+	// creator types them (one character each) before its first sync, so
+	// that they reach the server in one burst, and every other client
+	// then fetches them.
+	History int
 	// SetupTimeout bounds connecting the clients and syncing every
 	// document to them before the load starts. Zero means 2 minutes.
 	SetupTimeout time.Duration
@@ -87,6 +92,7 @@ type Result struct {
 	URL           string  `json:"url"`
 	Docs          int     `json:"docs"`
 	ClientsPerDoc int     `json:"clients_per_doc"`
+	History       int     `json:"history"`
 	Connections   int     `json:"connections"`
 	RateTarget    float64 `json:"rate_target"`
 	DurationS     float64 `json:"duration_s"`
@@ -205,7 +211,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return Result{}, err
 	}
 	st := newStats()
-	res := Result{URL: cfg.URL, Docs: cfg.Docs, ClientsPerDoc: cfg.ClientsPerDoc, Connections: cfg.Docs * cfg.ClientsPerDoc,
+	res := Result{URL: cfg.URL, Docs: cfg.Docs, ClientsPerDoc: cfg.ClientsPerDoc, History: cfg.History, Connections: cfg.Docs * cfg.ClientsPerDoc,
 		RateTarget: cfg.Rate, DurationS: cfg.Duration.Seconds(), WarmupS: cfg.Warmup.Seconds()}
 	begin := time.Now()
 	var phase atomic.Value
@@ -223,7 +229,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return res, fmt.Errorf("connect: %w", err)
 	}
 	phase.Store("syncing")
-	if err := syncDocs(setupCtx, groups); err != nil {
+	if err := syncDocs(setupCtx, groups, cfg.History); err != nil {
 		return res, err
 	}
 	res.SetupS = time.Since(begin).Seconds()
@@ -439,7 +445,7 @@ func buildGroups(cfg Config, st *stats) ([]*docGroup, []*client) {
 // syncDocs creates every document on its first client, waits until the
 // server has it, then has the other clients request it and waits until
 // they have it.
-func syncDocs(ctx context.Context, groups []*docGroup) error {
+func syncDocs(ctx context.Context, groups []*docGroup, history int) error {
 	creators := make([]*client, len(groups))
 	var joiners []*client
 	for d, g := range groups {
@@ -451,6 +457,9 @@ func syncDocs(ctx context.Context, groups []*docGroup) error {
 		c.readyFn = serverHasOurHeads
 		c.mu.Unlock()
 		if err := c.create(nil); err != nil {
+			return err
+		}
+		if err := c.prefill(history); err != nil {
 			return err
 		}
 		if err := c.send(wire.TypeSync); err != nil {

@@ -205,3 +205,25 @@ func TestIdleHandshakeTimesOut(t *testing.T) {
 		t.Fatal("Idle did not return")
 	}
 }
+
+// TestRunWithHistory gives the document a history before the load: its
+// creator uploads it in one burst, the other clients fetch all of it,
+// and the load then runs on top.
+func TestRunWithHistory(t *testing.T) {
+	srv := startServer(t, room.Config{})
+	const history = 2000
+	res, err := loadgen.Run(context.Background(), loadgen.Config{
+		URL: srv.url, Docs: 1, ClientsPerDoc: 3, History: history, Rate: 100, Duration: 500 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.History != history || res.Edits == 0 || res.Delivered != res.Expected || res.Errors != 0 {
+		t.Fatalf("history %d, edits %d, delivered %d of %d, errors %d %q", res.History, res.Edits, res.Delivered, res.Expected, res.Errors, res.ErrorSamples)
+	}
+	// The two other clients each received the history: a change is over
+	// 40 bytes.
+	if floor := int64(2 * history * 40); res.BytesIn < floor {
+		t.Fatalf("clients received %d bytes; the history alone is over %d", res.BytesIn, floor)
+	}
+}
