@@ -240,6 +240,7 @@ func (s *SyncState) Receive(msg []byte) ([]Change, error) {
 		return nil, fmt.Errorf("%w: empty", ErrBadSyncMessage)
 	}
 	d := s.doc
+	d.core() // the core's sync state works on the whole document
 	parsed, err := parseSyncMessage(msg, &d.limits)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadSyncMessage, err)
@@ -284,6 +285,7 @@ func (s *SyncState) remember(m syncMessage) {
 // (a malformed one refuses the message) but not validated against the
 // document.
 func (s *SyncState) ReceiveReadOnly(msg []byte) (dropped bool, err error) {
+	s.doc.core() // the core's sync state works on the whole document
 	parsed, err := parseSyncMessage(msg, &s.doc.limits)
 	if err != nil {
 		return false, fmt.Errorf("%w: %w", ErrBadSyncMessage, err)
@@ -333,6 +335,7 @@ func (d *Doc) known(hs []Hash) []Hash {
 // When the peer's changes are held for dependencies, the message asks for
 // those, as the core does for the changes in its queue.
 func (s *SyncState) Generate() ([]byte, bool) {
+	s.doc.core() // the core's sync state works on the whole document
 	sm, ok := s.s.GenerateMessage()
 	if !ok {
 		return nil, false

@@ -401,7 +401,7 @@ func (r *Room) turn(ctx context.Context, batch []envelope) {
 	r.tookCompaction()
 	if r.lastSeq-r.snapSeq >= r.cfg.CompactChanges ||
 		(r.logBytes >= r.cfg.CompactBytes && r.logBytes > r.snapSize) {
-		r.compact()
+		r.compact(false)
 	}
 }
 
@@ -721,10 +721,12 @@ func (r *Room) answerUnavailable(now time.Time) {
 
 // compact asks the registry's compactor to compact the document (off this
 // turn: see compactor), unless it is compacted, a job is under way, or the
-// last one failed less than compactRetry ago.
-func (r *Room) compact() {
+// last one failed less than compactRetry ago. A final request (the room is
+// leaving memory) is made even while a job runs, so that what was stored
+// after that job began is compacted too.
+func (r *Room) compact(final bool) {
 	r.tookCompaction()
-	if !r.stored || r.lastSeq == r.snapSeq || r.compacting || time.Now().Before(r.compactAfter) {
+	if !r.stored || r.lastSeq == r.snapSeq || (!final && (r.compacting || time.Now().Before(r.compactAfter))) {
 		return
 	}
 	r.compacting = true
@@ -760,7 +762,7 @@ func (r *Room) evict(ctx context.Context) bool {
 	if len(r.backlog) > 0 || (len(r.pending) > 0 && !r.flush(ctx)) {
 		return false // unfinished work: the retry timer takes it up
 	}
-	r.compact()
+	r.compact(true)
 	if !r.reg.tryEvict(r) {
 		return false
 	}
@@ -789,7 +791,7 @@ func (r *Room) drain() {
 	for p := range r.peers {
 		r.saveSyncState(ctx, p)
 	}
-	r.compact() // Registry.Close waits for the compactor
+	r.compact(true) // Registry.Close waits for the compactor
 }
 
 // resumeSyncState returns the sync state for a peer that joins the room:
