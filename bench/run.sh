@@ -61,10 +61,11 @@ work=$(mktemp -d /tmp/tandem-bench-work.XXXXXX)
 
 say() { printf '\n== %s\n' "$*" >&2; }
 
-say "build bin/tandem"
-mkdir -p bin
-go build -o bin/tandem ./cmd/tandem
-bench=$root/bin/tandem
+# The run's own binary, so that a build of bin/tandem meanwhile cannot
+# replace it between two server starts.
+say "build tandem"
+bench=$work/tandem
+go build -o "$bench" ./cmd/tandem
 if [[ " $SERVERS " == *" reference "* ]] && { [ ! -d bench/reference/node_modules ] ||
 	[ bench/reference/package-lock.json -nt bench/reference/node_modules/.package-lock.json ]; }; then
 	say "install the reference server's packages"

@@ -46,7 +46,8 @@ type Conn struct {
 	// its ephemeral rate limit.
 	docs      map[wire.DocID]struct{}
 	ephemeral ephemeralLimit
-	warnedMax bool // the peer was told it reached MaxDocs
+	warnedMax bool      // the peer was told it reached MaxDocs
+	handled   chan bool // a frame's handling is done: stop reading?
 }
 
 func newConn(h *Hub, t Transport, sess Session) *Conn {
@@ -58,6 +59,7 @@ func newConn(h *Hub, t Transport, sess Session) *Conn {
 		out:       outQueue{max: h.cfg.QueueBytes},
 		closed:    make(chan struct{}),
 		docs:      make(map[wire.DocID]struct{}),
+		handled:   make(chan bool),
 		ephemeral: ephemeralLimit{rate: h.cfg.EphemeralRate, burst: float64(h.cfg.EphemeralBurst)},
 	}
 }
@@ -172,34 +174,49 @@ func (c *Conn) serve(ctx context.Context) {
 			return
 		}
 		c.lastFrame.Store(time.Now().UnixNano())
-		select {
-		case <-c.closed:
-			return
-		default:
-		}
-		if c.ending.Load() {
-			return // failing (bad input, expiry, revocation): read nothing more
-		}
-		if c.expired() {
-			c.Fail(wire.CloseTokenExpired, "access token expired")
-			return
-		}
-		if kind != FrameBinary {
-			c.sendError("text frames are not part of the protocol: send one CBOR message per binary frame")
-			continue
-		}
-		msg, err := wire.Decode(frame)
-		c.hub.cfg.Metrics.MessageIn(metricType(msg.Type), len(frame))
-		if err != nil {
-			c.log.Info("malformed frame, closing", "peer", string(c.ID()), "err", err)
-			c.Fail(wire.CloseInvalidData, err.Error())
-			return
-		}
-		if err := c.handle(ctx, msg); err != nil {
-			c.log.Info("closing connection", "peer", string(c.ID()), "err", err)
+		// Decoding and handling a message take a deeper stack than
+		// waiting in Read, where the reader spends its life; a goroutine
+		// keeps its stack's largest size until a collection finds it
+		// mostly unused, so the work runs on a goroutine of its own and
+		// an idle connection's reader keeps a small stack.
+		go func() { c.handled <- c.frame(ctx, kind, frame) }()
+		if stop := <-c.handled; stop {
 			return
 		}
 	}
+}
+
+// frame checks and handles one frame the reader read, and reports whether
+// the connection must stop reading.
+func (c *Conn) frame(ctx context.Context, kind FrameKind, frame []byte) (stop bool) {
+	select {
+	case <-c.closed:
+		return true
+	default:
+	}
+	if c.ending.Load() {
+		return true // failing (bad input, expiry, revocation): read nothing more
+	}
+	if c.expired() {
+		c.Fail(wire.CloseTokenExpired, "access token expired")
+		return true
+	}
+	if kind != FrameBinary {
+		c.sendError("text frames are not part of the protocol: send one CBOR message per binary frame")
+		return false
+	}
+	msg, err := wire.Decode(frame)
+	c.hub.cfg.Metrics.MessageIn(metricType(msg.Type), len(frame))
+	if err != nil {
+		c.log.Info("malformed frame, closing", "peer", string(c.ID()), "err", err)
+		c.Fail(wire.CloseInvalidData, err.Error())
+		return true
+	}
+	if err := c.handle(ctx, msg); err != nil {
+		c.log.Info("closing connection", "peer", string(c.ID()), "err", err)
+		return true
+	}
+	return false
 }
 
 // expired reports whether the session's token has expired.
