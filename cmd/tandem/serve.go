@@ -49,6 +49,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	rooms := room.NewRegistry(store, room.Config{
 		IdleTimeout:      cfg.IdleTimeout,
 		CompactChanges:   cfg.CompactChanges,
+		CompactMemory:    cfg.CompactMemory,
 		DrainTimeout:     cfg.DrainTimeout,
 		UnavailableGrace: cfg.roomUnavailableGrace(),
 		Limits:           cfg.Limits,

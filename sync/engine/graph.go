@@ -32,6 +32,7 @@ type Graph struct {
 	actorID map[string]uint32
 	heads   []uint32 // sorted by hash
 	raw     int      // bytes of all changes
+	ops     uint64   // ops of all changes
 
 	// Scratch for walks (marks live in the nodes, valid while their stamp
 	// is epoch).
@@ -112,6 +113,9 @@ func (g *Graph) Len() int { return int(g.n) }
 
 // Bytes returns the total size of the changes' bytes.
 func (g *Graph) Bytes() int { return g.raw }
+
+// Ops returns the number of ops of all the graph's changes.
+func (g *Graph) Ops() uint64 { return g.ops }
 
 // Has reports whether the change with hash h is in the graph.
 func (g *Graph) Has(h Hash) bool {
@@ -268,6 +272,7 @@ func (g *Graph) add(c *Change) {
 		g.index[pre] = i
 	}
 	g.raw += len(c.Raw)
+	g.ops += c.NumOps
 }
 
 // MaxOp returns the highest op counter of the actor's changes (0 if none).

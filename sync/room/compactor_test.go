@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/tandem-sync/tandem/internal/testwait"
 	"github.com/tandem-sync/tandem/sync/core"
@@ -74,4 +75,35 @@ func TestCompactionDoesNotHoldTheRoom(t *testing.T) {
 	reg2 := newRegistry(t, base, room.Config{})
 	c := newClient(t, reg2, id, "peer-c")
 	c.syncUntil(func() bool { return sameHeads(a.doc, c.doc) })
+}
+
+// A document whose history would take the core more than CompactMemory
+// is not compacted: its changes stay logged, and it loads as ever.
+func TestCompactionWithinMemoryBudget(t *testing.T) {
+	t.Parallel()
+	st := newStore(t)
+	// Each edit below is one op; compaction is due from the second, when
+	// the history's estimate is already over a one-op budget.
+	reg := newRegistry(t, st, room.Config{CompactChanges: 2, CompactMemory: room.CoreBytesPerOp})
+	id := wire.NewDocID()
+	a := newClient(t, reg, id, "peer-a")
+	for i := range 6 {
+		a.set(fmt.Sprint("k", i), int64(i))
+		a.syncUntil(func() bool { return st.appends.Load() == int32(i+1) })
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := reg.Close(ctx); err != nil { // a drain asks for a final compaction too
+		t.Fatal(err)
+	}
+	stored, err := st.Load(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored.Snapshot != nil || len(stored.Changes) != 6 {
+		t.Fatalf("snapshot %d bytes, %d changes logged; want no snapshot and all 6 logged", len(stored.Snapshot), len(stored.Changes))
+	}
+	reg2 := newRegistry(t, st, room.Config{})
+	b := newClient(t, reg2, id, "peer-b")
+	b.syncUntil(func() bool { return sameHeads(a.doc, b.doc) })
 }

@@ -24,6 +24,13 @@ type Config struct {
 	// CompactBytes is the log size in bytes past which a room compacts,
 	// when the log is also larger than the snapshot. Zero means 4 MiB.
 	CompactBytes int64
+	// CompactMemory bounds what one compaction may make the Automerge core
+	// hold, estimated at CoreBytesPerOp per op of the document's history:
+	// a document larger than that is not compacted (its changes stay
+	// logged, and are served from the change graph as ever). Compactions
+	// run one at a time, so this is also their budget for the whole
+	// registry. Zero means 1 GiB.
+	CompactMemory int64
 	// RetryBackoff is the first delay before retrying a failed store write;
 	// it doubles up to 5 s. Zero means 50 ms.
 	RetryBackoff time.Duration
@@ -55,6 +62,11 @@ type Config struct {
 	Metrics Metrics
 }
 
+// CoreBytesPerOp is what the Automerge 0.5 core holds per op of a loaded
+// document, about (measured on text and map histories); CompactMemory is
+// checked against it.
+const CoreBytesPerOp = 500
+
 // DefaultUnavailableGrace is the UnavailableGrace of a zero Config: more
 // than the stock client's 100 ms delay before it syncs a new document, plus
 // the round trips of its upload.
@@ -75,6 +87,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.CompactBytes <= 0 {
 		c.CompactBytes = 4 << 20
+	}
+	if c.CompactMemory <= 0 {
+		c.CompactMemory = 1 << 30
 	}
 	if c.RetryBackoff <= 0 {
 		c.RetryBackoff = 50 * time.Millisecond

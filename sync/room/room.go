@@ -110,6 +110,7 @@ type Room struct {
 	compacting   bool
 	compacted    atomic.Pointer[compaction]
 	compactAfter time.Time
+	overBudget   bool // the document was found too large to compact (logged once)
 	// unavailableDue is the earliest unavailableAt of a peer still waiting
 	// to be told doc-unavailable; zero when none waits. Deadlines are set
 	// in arrival order with the same grace, so a later one is never
@@ -727,6 +728,14 @@ func (r *Room) answerUnavailable(now time.Time) {
 func (r *Room) compact(final bool) {
 	r.tookCompaction()
 	if !r.stored || r.lastSeq == r.snapSeq || (!final && (r.compacting || time.Now().Before(r.compactAfter))) {
+		return
+	}
+	if need := r.graph.Graph().Ops() * CoreBytesPerOp; need > uint64(r.cfg.CompactMemory) {
+		if !r.overBudget {
+			r.overBudget = true
+			r.log.Info("document too large to compact: its changes stay logged",
+				"ops", r.graph.Graph().Ops(), "core_bytes_estimate", need, "compact_memory", r.cfg.CompactMemory)
+		}
 		return
 	}
 	r.compacting = true
