@@ -21,6 +21,9 @@ const (
 	kindLeave
 	kindDo
 	kindDelete
+	kindRemote       // another node's durable changes (replica.go)
+	kindRemoteDelete // another node deleted the document
+	kindCatchUp      // read what the room lacks from the store's log
 )
 
 // envelope is one item of a room's inbox.
@@ -31,6 +34,10 @@ type envelope struct {
 	readOnly bool // kindSync: the peer may not change the document
 	do       func(doc *core.Doc, exists bool) error
 	reply    chan error // kindDo, kindDelete: buffered, answered once
+	// kindRemote: the changes and the log positions first..last they
+	// were given.
+	changes     [][]byte
+	first, last int64
 }
 
 // peerState is what a room keeps per peer: its sync state (sync/engine's,
@@ -87,7 +94,8 @@ type Room struct {
 	peers    map[Peer]*peerState
 	pending  []core.Change // applied to doc, not yet durable
 	pendingB int64         // bytes in pending
-	lastSeq  int64         // last log sequence appended
+	lastSeq  int64         // log sequence up to which the room holds every logged change
+	pos      logPos        // which log positions the room holds (replica.go)
 	snapSeq  int64         // log sequence the snapshot covers
 	logBytes int64         // bytes appended since the snapshot (approximate)
 	snapSize int64
@@ -123,6 +131,11 @@ func (r *Room) run(ctx context.Context) {
 	defer close(r.done)
 	r.cfg.Metrics.RoomOpened()
 	defer r.cfg.Metrics.RoomClosed()
+	if rep := r.cfg.Replicator; rep != nil {
+		// Before the load, so that no change published after it is missed.
+		rep.Follow(r.id)
+		defer rep.Unfollow(r.id)
+	}
 	if err := r.load(ctx); err != nil {
 		r.failLoad(err)
 		return
@@ -137,6 +150,9 @@ func (r *Room) run(ctx context.Context) {
 	grace.Stop()
 	defer grace.Stop()
 	var graceC <-chan time.Time
+	// gapC fires when log entries another node published have been
+	// missing for CatchUpDelay: the room reads them from the store.
+	var gapC <-chan time.Time
 	var batch []envelope
 	for {
 		// While too much is waiting to be stored, or a turn stopped early,
@@ -162,6 +178,11 @@ func (r *Room) run(ctx context.Context) {
 		case <-graceC:
 			graceC = nil
 			r.answerUnavailable(time.Now())
+		case <-gapC:
+			gapC = nil
+			if r.pos.gap() {
+				r.turn(ctx, []envelope{{kind: kindCatchUp}})
+			}
 		case <-idle.C:
 			if len(r.peers) == 0 && r.evict(ctx) {
 				return
@@ -176,6 +197,9 @@ func (r *Room) run(ctx context.Context) {
 		if graceC == nil && !r.unavailableDue.IsZero() {
 			grace.Reset(time.Until(r.unavailableDue))
 			graceC = grace.C
+		}
+		if gapC == nil && r.pos.gap() {
+			gapC = time.After(r.cfg.CatchUpDelay)
 		}
 		if len(r.peers) == 0 {
 			idle.Reset(r.cfg.IdleTimeout)
@@ -212,6 +236,7 @@ func (r *Room) load(ctx context.Context) error {
 	}
 	r.stored = true
 	r.lastSeq = st.LastSeq
+	r.pos = logPos{done: st.LastSeq}
 	r.snapSeq = st.LastSeq - int64(len(st.Changes))
 	r.snapSize = int64(len(st.Snapshot))
 	for _, c := range st.Changes {
@@ -329,6 +354,15 @@ func (r *Room) turn(ctx context.Context, batch []envelope) {
 			r.do(env)
 		case kindDelete:
 			r.delete(ctx, env)
+		case kindRemote:
+			r.remote(env)
+		case kindRemoteDelete:
+			if r.exists() {
+				r.log.Info("document deleted on another node")
+				r.dropDocument()
+			}
+		case kindCatchUp:
+			r.catchUp(ctx)
 		}
 	}
 	if !r.settle() {
@@ -510,7 +544,7 @@ func (r *Room) settle() bool {
 func (r *Room) flush(ctx context.Context) bool {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
 	start := time.Now()
-	seq, err := r.reg.store.Append(ctx, r.id, r.pending)
+	first, seq, err := r.append(ctx)
 	cancel()
 	r.cfg.Metrics.StoreWrite(time.Since(start), err)
 	if err != nil {
@@ -526,8 +560,12 @@ func (r *Room) flush(ctx context.Context) bool {
 	r.reg.health.ok()
 	r.retry = 0
 	r.logBytes += r.pendingB
+	if rep := r.cfg.Replicator; rep != nil {
+		rep.Committed(r.id, r.pending, first, seq)
+	}
 	r.pending, r.pendingB = r.pending[:0], 0
-	r.lastSeq = seq
+	r.pos.add(first, seq)
+	r.lastSeq = r.pos.done
 	r.stored = true
 	for _, ps := range r.peers {
 		ps.dirty = true // the heads may have changed: everyone gets a message
@@ -537,6 +575,18 @@ func (r *Room) flush(ctx context.Context) bool {
 	}
 	r.waiters = r.waiters[:0]
 	return true
+}
+
+// append appends the pending changes and returns the log positions of
+// the new ones, first..last. A store that is not followed by other nodes
+// has only this room appending to the document: its new changes follow the
+// room's last position.
+func (r *Room) append(ctx context.Context) (first, last int64, err error) {
+	if ls, ok := r.reg.store.(LogStore); ok && r.cfg.Replicator != nil {
+		return ls.AppendLogged(ctx, r.id, r.pending)
+	}
+	last, err = r.reg.store.Append(ctx, r.id, r.pending)
+	return r.lastSeq + 1, last, err
 }
 
 // exists reports whether the document exists: stored, or with changes.
@@ -577,6 +627,18 @@ func (r *Room) delete(ctx context.Context, env envelope) {
 		env.reply <- fmt.Errorf("delete doc %s: %w", r.id, err)
 		return
 	}
+	if rep := r.cfg.Replicator; rep != nil {
+		rep.Deleted(r.id)
+	}
+	r.dropDocument()
+	r.log.Info("document deleted")
+	env.reply <- nil
+}
+
+// dropDocument empties the room after the document was deleted (here or
+// on another node): its peers are told it is unavailable and leave, and
+// changes not stored yet are dropped.
+func (r *Room) dropDocument() {
 	for p := range r.peers {
 		p.Send(wire.Message{Type: wire.TypeDocUnavailable, TargetID: p.ID(), DocumentID: r.id})
 	}
@@ -590,8 +652,7 @@ func (r *Room) delete(ctx context.Context, env envelope) {
 	r.stored = false
 	r.pending, r.pendingB = r.pending[:0], 0
 	r.lastSeq, r.snapSeq, r.logBytes, r.snapSize = 0, 0, 0, 0
-	r.log.Info("document deleted")
-	env.reply <- nil
+	r.pos = logPos{}
 }
 
 // generate sends every peer that needs one its next sync message, and
@@ -654,9 +715,33 @@ func (r *Room) answerUnavailable(now time.Time) {
 
 // compact saves the whole document as a new snapshot, verifies that it
 // re-loads with the same heads, and replaces the logged changes with it.
+// With a store shared by several nodes (CompactionLocker), it first takes
+// the document's compaction lock, and leaves the work to another node that
+// holds it or has compacted as far already.
 func (r *Room) compact(ctx context.Context) error {
 	if !r.stored || r.lastSeq == r.snapSeq {
 		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
+	defer cancel()
+	compact := r.reg.store.Compact
+	if cl, ok := r.reg.store.(CompactionLocker); ok {
+		lock, err := cl.LockCompaction(ctx, r.id)
+		if errors.Is(err, ErrCompactionBusy) {
+			r.snapSeq, r.logBytes = r.lastSeq, 0 // done elsewhere
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("compact doc %s: %w", r.id, err)
+		}
+		defer lock.Unlock()
+		if lock.SnapshotSeq() >= r.lastSeq {
+			r.snapSeq, r.logBytes = r.lastSeq, 0
+			return nil
+		}
+		compact = func(ctx context.Context, _ wire.DocID, snap []byte, heads []core.Hash, through int64) error {
+			return lock.Compact(ctx, snap, heads, through)
+		}
 	}
 	start := time.Now()
 	snap := r.doc.Save()
@@ -668,9 +753,7 @@ func (r *Room) compact(ctx context.Context) error {
 	if !slices.Equal(check.Heads(), heads) {
 		return fmt.Errorf("compact doc %s: re-loaded snapshot has other heads", r.id)
 	}
-	ctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
-	defer cancel()
-	if err := r.reg.store.Compact(ctx, r.id, snap, heads, r.lastSeq); err != nil {
+	if err := compact(ctx, r.id, snap, heads, r.lastSeq); err != nil {
 		return fmt.Errorf("compact doc %s: %w", r.id, err)
 	}
 	r.log.Debug("compacted", "through_seq", r.lastSeq, "changes", r.lastSeq-r.snapSeq,
