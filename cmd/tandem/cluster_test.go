@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -62,11 +63,12 @@ type testCluster struct {
 	nodes []*server
 }
 
-func startCluster(t *testing.T, n int, natsURL string) *testCluster {
+// startCluster starts n nodes with the extra arguments.
+func startCluster(t *testing.T, n int, natsURL string, extra ...string) *testCluster {
 	t.Helper()
 	c := &testCluster{t: t, db: storetest.NewPostgresDatabase(t)}
-	c.args = []string{"--database-url", c.db, "--nats-url", natsURL,
-		"--nats-subject-prefix", "test" + hex.EncodeToString(storetest.RandomBytes(6))}
+	c.args = append([]string{"--database-url", c.db, "--nats-url", natsURL,
+		"--nats-subject-prefix", "test" + hex.EncodeToString(storetest.RandomBytes(6))}, extra...)
 	for range n {
 		c.add()
 	}
@@ -597,5 +599,46 @@ func TestClusterJoinMidStream(t *testing.T) {
 	})
 	if err != nil && !errors.Is(err, context.Canceled) {
 		t.Fatalf("a client of the new node does not receive live changes made through node 0: %v\n%s", err, c.logs())
+	}
+}
+
+// TestClusterWebhooksOnce runs a webhook sender on each of two nodes:
+// every event is delivered once, by one of them.
+func TestClusterWebhooksOnce(t *testing.T) {
+	t.Parallel()
+	// A slow receiver: without claims, both senders would take each event
+	// while the other's delivery is under way.
+	rc := &receiver{t: t, secret: []byte("webhook-test-secret"), seen: map[int64]map[string]any{}, tries: map[int64]int{},
+		delay: 300 * time.Millisecond}
+	hook := httptest.NewServer(rc)
+	defer hook.Close()
+	c := startCluster(t, 2, testNATSURL(t), "--webhook-urls", hook.URL,
+		"--webhook-secret", string(rc.secret), "--webhook-debounce", "50ms")
+	var docs []string
+	for i := range 6 {
+		s := c.node(i)
+		created := restCall(t, s, "POST", "/api/v1/docs", fmt.Sprintf(`{"n": %d}`, i))
+		id := created["id"].(string)
+		docs = append(docs, id)
+		restCall(t, c.node(i+1), "POST", "/api/v1/docs/"+id+"/changes", `{"ops":[{"op":"set","path":["edited"],"value":true}]}`)
+	}
+	testwait.For(t, 20*time.Second, "every event delivered", func() bool {
+		for _, id := range docs {
+			if rc.count(id, "document.created") < 1 || rc.count(id, "document.changed") < 1 {
+				return false
+			}
+		}
+		return true
+	})
+	time.Sleep(1500 * time.Millisecond) // time for a second sender to send anything again
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	for id, n := range rc.tries {
+		if n != 1 {
+			t.Errorf("event %d delivered %d times, want once", id, n)
+		}
+	}
+	if rc.bad != 0 {
+		t.Errorf("%d requests had bad signatures", rc.bad)
 	}
 }
