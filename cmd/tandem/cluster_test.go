@@ -243,6 +243,23 @@ func TestClusterConverge(t *testing.T) {
 		}
 	}
 
+	// A change larger than NATS takes in one message (1 MiB by default)
+	// reaches the other nodes through the store.
+	big := storetest.RandomBytes(3 << 19)
+	bigHash := commitKey(t, pa.Doc, "big", big)
+	bctx, bcancel := context.WithTimeout(ctx, 10*time.Second)
+	if err := syncUntil(bctx, pa, func(_ wire.Message, heads []automerge.ChangeHash) bool { return containsHash(heads, bigHash) }); err != nil {
+		t.Fatalf("node 0 did not acknowledge a 1.5 MiB change: %v", err)
+	}
+	err = syncUntil(bctx, peers[2], func(wire.Message, []automerge.ChangeHash) bool {
+		v, err := peers[2].Doc.RootMap().Get("big")
+		return err == nil && v.Kind() == automerge.KindBytes && len(v.Bytes()) == len(big)
+	})
+	bcancel()
+	if err != nil {
+		t.Fatalf("a 1.5 MiB change made through node 0 did not reach node 2's client: %v\n%s", err, c.logs())
+	}
+
 	// Presence from node 0 reaches node 2's client.
 	eph := wire.Message{Type: wire.TypeEphemeral, SenderID: "peer-a", DocumentID: docID, SessionID: "session-a", Count: 1, Data: []byte{0xa0}}
 	if err := pa.Write(ctx, eph); err != nil {

@@ -221,7 +221,13 @@ func (n *Node) Unfollow(id wire.DocID) {
 // full) is only logged: the other nodes read the changes from the store
 // when they reconnect or see the gap.
 func (n *Node) Committed(id wire.DocID, changes []core.Change, first, last int64) {
-	n.publish(id, encodeChanges(n.cfg.NodeID, changes, first, last))
+	b := encodeChanges(n.cfg.NodeID, changes, first, last)
+	if limit := n.nc.MaxPayload(); limit > 0 && int64(len(b)) > limit {
+		// Too large for NATS: publish the positions alone, and the other
+		// nodes read the changes from the store.
+		b = encodeChanges(n.cfg.NodeID, nil, first, last)
+	}
+	n.publish(id, b)
 }
 
 // Deleted implements room.Replicator.
@@ -264,6 +270,11 @@ func (n *Node) receive(id wire.DocID, data []byte) {
 	}
 	switch m.kind {
 	case kindChanges:
+		if len(m.changes) == 0 && m.first <= m.last {
+			// Positions without their changes (too large to publish).
+			err = rooms.CatchUp(n.ctx, id)
+			break
+		}
 		err = rooms.Remote(n.ctx, id, m.changes, m.first, m.last)
 	case kindDeleted:
 		err = rooms.RemoteDeleted(n.ctx, id)

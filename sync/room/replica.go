@@ -112,11 +112,6 @@ func (p *logPos) add(first, last int64) {
 	}
 }
 
-// through records that the room holds every entry up to last.
-func (p *logPos) through(last int64) {
-	p.add(1, last)
-}
-
 // gap reports whether entries are missing below ones the room holds.
 func (p *logPos) gap() bool { return len(p.ahead) > 0 }
 
@@ -183,14 +178,20 @@ func (r *Room) catchUp(ctx context.Context) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
+	defer cancel()
 	tail, err := ls.ChangesAfter(ctx, r.id, r.pos.done)
-	cancel()
+	if err == nil && tail.LastSeq < r.pos.done {
+		// The log starts again below our position: the document was
+		// deleted and created again meanwhile. Read all of it.
+		tail, err = ls.ChangesAfter(ctx, r.id, 0)
+	}
 	switch {
 	case errors.Is(err, ErrNotFound):
 		if r.stored {
 			r.log.Info("document deleted on another node")
 			r.dropDocument()
 		}
+		r.pos = logPos{}
 		return
 	case err != nil:
 		r.log.Warn("cannot catch up from the store's log", "after_seq", r.pos.done, "err", err)
@@ -219,7 +220,9 @@ func (r *Room) catchUp(ctx context.Context) {
 	if r.applyRemote(changes) || tail.LastSeq > 0 {
 		r.stored = true
 	}
-	r.pos.through(tail.LastSeq)
+	// The room now holds the whole log, up to the store's last position:
+	// spans it noted beyond that are stale (from before a deletion).
+	r.pos = logPos{done: tail.LastSeq}
 	r.lastSeq = r.pos.done
 	if r.pos.done > before {
 		r.log.Debug("caught up from the store's log", "from_seq", before, "to_seq", r.pos.done)
