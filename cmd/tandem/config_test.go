@@ -62,7 +62,7 @@ func TestParseConfig(t *testing.T) {
 				return c.NatsURL != "" && c.NatsPrefix == "tandem" && len(c.NodeID) == 12 && strings.HasSuffix(c.PeerID, "-"+c.NodeID)
 			}},
 		{name: "a cluster node keeps a peer ID it is given",
-			args: []string{"--nats-url", "nats://n:4222", "--database-url", "postgres://db/x", "--peer-id", "p1", "--node-id", "n1", "--nats-subject-prefix", "app"},
+			args:  []string{"--nats-url", "nats://n:4222", "--database-url", "postgres://db/x", "--peer-id", "p1", "--node-id", "n1", "--nats-subject-prefix", "app"},
 			check: func(c Config) bool { return c.PeerID == "p1" && c.NodeID == "n1" && c.NatsPrefix == "app" }},
 	}
 	for _, tt := range tests {
