@@ -225,7 +225,7 @@ func (r *Room) catchUp(ctx context.Context) {
 	r.pos = logPos{done: tail.LastSeq}
 	r.lastSeq = r.pos.done
 	if r.pos.done > before {
-		r.log.Debug("caught up from the store's log", "from_seq", before, "to_seq", r.pos.done)
+		r.log.Debug("caught up from the store's log", "from_seq", before, "to_seq", r.pos.done, "from_snapshot", tail.Snapshot != nil)
 	}
 }
 
