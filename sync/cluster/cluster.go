@@ -107,6 +107,9 @@ func Connect(ctx context.Context, cfg Config) (*Node, error) {
 		nats.PingInterval(5*time.Second),
 		nats.MaxPingsOutstanding(2),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err == nil {
+				return // Close
+			}
 			n.log.Warn("cluster: disconnected from NATS; changes of other nodes are read from the store once back", "err", err)
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) {
