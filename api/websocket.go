@@ -2,9 +2,11 @@ package api
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -100,17 +102,59 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		s.refuseWebSocket(w, r, opts, err)
 		return
 	}
-	c, err := websocket.Accept(w, r, opts)
+	c, err := websocket.Accept(compactHijacker{w}, r, opts)
 	if err != nil {
 		s.log.Debug("websocket accept failed", "err", err)
 		return
 	}
 	c.SetReadLimit(s.cfg.MaxFrameBytes)
-	// The request context ends when the handler returns; the connection
-	// lives on its own context, ended by the hub or the peer.
-	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
-	defer cancel()
-	s.hub.Serve(ctx, wsTransport{c: c, frames: s.frames}, sess)
+	// The handler returns now, so that net/http lets go of what it held for
+	// the request (its connection state, read buffer, headers, the router's
+	// context and a deep stack); the connection lives on a goroutine of its
+	// own, ended by the hub or the peer.
+	go s.hub.Serve(context.Background(), wsTransport{c: c, frames: s.frames}, sess)
+}
+
+// Buffer sizes of a WebSocket connection's own reader and writer (net/http
+// hands a hijacker 4 KiB of each). Reads of a frame's payload at least this
+// long, and writes of one, bypass the buffers, so small ones cost little
+// and an idle connection holds 1.5 KiB instead of 8.
+const (
+	wsReadBuffer  = 512
+	wsWriteBuffer = 1024
+)
+
+// compactHijacker hands coder/websocket the hijacked connection with small
+// buffers of its own instead of net/http's (see wsReadBuffer), keeping
+// whatever the client sent after its upgrade request.
+type compactHijacker struct {
+	http.ResponseWriter
+}
+
+func (h compactHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, fmt.Errorf("hijack: %w", err)
+	}
+	if brw.Writer.Buffered() > 0 {
+		if err := brw.Writer.Flush(); err != nil {
+			_ = conn.Close()
+			return nil, nil, fmt.Errorf("hijack: flush: %w", err)
+		}
+	}
+	br := bufio.NewReaderSize(conn, wsReadBuffer)
+	if n := brw.Reader.Buffered(); n > 0 {
+		// Bytes net/http read ahead (its background read takes one)
+		// must be buffered in the reader handed on: coder/websocket
+		// keeps what is buffered and reads the rest from conn.
+		early, _ := brw.Reader.Peek(n)
+		br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(early)), conn), max(wsReadBuffer, n))
+		if _, err := br.Peek(n); err != nil {
+			_ = conn.Close()
+			return nil, nil, fmt.Errorf("hijack: buffered bytes: %w", err)
+		}
+	}
+	return conn, bufio.NewReadWriter(br, bufio.NewWriterSize(conn, wsWriteBuffer)), nil
 }
 
 // refusalTimeout bounds all of a refused connection: the upgrade, the

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,7 +17,6 @@ import (
 
 	"github.com/tandem-sync/tandem/api"
 	"github.com/tandem-sync/tandem/api/auth"
-	"github.com/tandem-sync/tandem/api/docjson"
 	"github.com/tandem-sync/tandem/docstore/postgres"
 	"github.com/tandem-sync/tandem/docstore/sqlite"
 	"github.com/tandem-sync/tandem/metrics"
@@ -214,7 +214,11 @@ func docHeads(rooms *room.Registry) func(context.Context, wire.DocID) ([]string,
 	return func(ctx context.Context, id wire.DocID) ([]string, error) {
 		var heads []string
 		err := rooms.Do(ctx, id, func(doc *core.Doc, _ bool) error {
-			heads = docjson.FormatHeads(doc.Automerge().Heads())
+			hs := doc.Heads() // without materializing the document
+			heads = make([]string, len(hs))
+			for i, h := range hs {
+				heads[i] = hex.EncodeToString(h[:])
+			}
 			return nil
 		})
 		return heads, err

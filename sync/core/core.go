@@ -45,6 +45,19 @@ type Doc struct {
 	idx *docIndex
 	// pending holds changes whose dependencies have not arrived.
 	pending pendingSet
+	// lazy holds validated changes the core has not been given yet
+	// (ReceiveChanges defers them): the core is materialized only when
+	// something needs it (see Materialize).
+	lazy lazyChanges
+}
+
+// lazyChanges are validated changes, in causal order, that the core has not
+// applied yet, and what the document looks like with them.
+type lazyChanges struct {
+	raws  [][]byte
+	has   map[Hash]struct{}
+	heads []Hash // the document's heads, these changes included
+	err   error  // why the last materialization failed
 }
 
 // NewDoc returns an empty document with the default Limits.
@@ -56,14 +69,66 @@ func NewDocWith(lim Limits) *Doc {
 	return &Doc{limits: lim.withDefaults(), idx: newIndex()}
 }
 
-// core returns the Automerge document, creating it on first use: a room
-// for a document that does not exist yet (a requester waiting for it to
-// be created) holds no core document.
+// core returns the Automerge document, creating it on first use (a room
+// for a document that does not exist yet, or whose changes only passed
+// through it, holds no core document) and giving it the changes
+// ReceiveChanges deferred. Should the core refuse those, it is returned
+// without them; Materialize reports that, and Save keeps them.
 func (d *Doc) core() *automerge.Doc {
+	_ = d.Materialize()
 	if d.d == nil {
 		d.d = automerge.New()
 	}
 	return d.d
+}
+
+// Materialize gives the core the changes ReceiveChanges deferred, so that
+// the Automerge document is the whole document. It is done on demand by
+// everything that reads the core; callers that must not work on a partial
+// document (compaction, the HTTP API) call it first for its error. A
+// failure (the core refusing changes that passed validation) leaves them
+// deferred, to be tried again; the document's heads and Save stay whole.
+func (d *Doc) Materialize() error {
+	if len(d.lazy.raws) == 0 {
+		return nil
+	}
+	if d.d == nil {
+		d.d = automerge.New()
+	}
+	var buf []byte
+	for _, raw := range d.lazy.raws {
+		buf = append(buf, raw...)
+	}
+	err := d.d.LoadIncremental(buf)
+	if err == nil && !slices.Equal(hashes(d.d.Heads()), d.lazy.heads) {
+		err = errors.New("the core's heads differ from the validated changes'")
+	}
+	if err != nil {
+		d.lazy.err = fmt.Errorf("materialize %d changes: %w", len(d.lazy.raws), err)
+		return d.lazy.err
+	}
+	d.lazy = lazyChanges{}
+	return nil
+}
+
+// deferChanges records validated changes (in causal order, with their
+// decoded deps) for the core to apply when it is next needed, and returns
+// the document's heads with them.
+func (d *Doc) deferChanges(cs []Change, chunks []*changeChunk) []Hash {
+	heads := d.lazy.heads
+	if len(d.lazy.raws) == 0 {
+		heads = slices.Clone(d.idx.heads)
+		d.lazy.has = make(map[Hash]struct{}, len(cs))
+	}
+	for i, c := range cs {
+		d.lazy.raws = append(d.lazy.raws, c.Data)
+		d.lazy.has[c.Hash] = struct{}{}
+		heads = slices.DeleteFunc(heads, func(h Hash) bool { return slices.Contains(chunks[i].deps, h) })
+		heads = append(heads, c.Hash)
+	}
+	slices.SortFunc(heads, func(a, b Hash) int { return bytes.Compare(a[:], b[:]) })
+	d.lazy.heads = heads
+	return slices.Clone(heads)
 }
 
 // SetLimits changes the limits the document validates with from now on.
@@ -75,6 +140,9 @@ func (d *Doc) Pending() int { return len(d.pending.m) }
 
 // Heads returns the document's current heads.
 func (d *Doc) Heads() []Hash {
+	if len(d.lazy.raws) > 0 {
+		return slices.Clone(d.lazy.heads)
+	}
 	if d.d == nil {
 		return nil
 	}
@@ -83,9 +151,14 @@ func (d *Doc) Heads() []Hash {
 
 // Save returns the whole document in Automerge's compressed format,
 // followed by the changes held back for their dependencies (as the core
-// keeps its orphans), which Load holds back again.
+// keeps its orphans), which Load holds back again. Should the core have
+// refused deferred changes (see Materialize), they follow the snapshot as
+// change chunks: nothing is lost by saving.
 func (d *Doc) Save() []byte {
 	b := d.core().Save()
+	for _, raw := range d.lazy.raws {
+		b = append(b, raw...)
+	}
 	for _, pc := range d.pending.sorted() {
 		b = append(b, pc.c.raw...)
 	}
@@ -93,10 +166,15 @@ func (d *Doc) Save() []byte {
 }
 
 // Empty reports whether the document has no changes.
-func (d *Doc) Empty() bool { return d.d == nil || len(d.d.Heads()) == 0 }
+func (d *Doc) Empty() bool {
+	return len(d.lazy.raws) == 0 && (d.d == nil || len(d.d.Heads()) == 0)
+}
 
 // Has reports whether the change with hash h is part of the document.
 func (d *Doc) Has(h Hash) bool {
+	if _, ok := d.lazy.has[h]; ok {
+		return true
+	}
 	if d.d == nil {
 		return false
 	}

@@ -213,17 +213,25 @@ func holdBytes(cs []*changeChunk) int {
 // apply records a plan after the core took its direct changes (within a
 // sync message, or passed in directly), applies its later ones, and
 // returns every change it applied.
+//
+// With direct set (ReceiveChanges), nothing reaches the core now: the
+// changes are deferred until it is next needed (see Materialize).
 func (d *Doc) apply(p *plan, direct bool) ([]Change, error) {
-	var toLoad []*changeChunk
+	applied := append(slices.Clip(p.direct), p.later...)
+	out := make([]Change, 0, len(applied))
+	for _, c := range applied {
+		out = append(out, Change{Hash: c.hash, Data: bytes.Clone(c.raw)})
+	}
 	if direct {
-		toLoad = append(toLoad, p.direct...)
+		p.tx.commit()
+		d.idx.heads = d.deferChanges(out, applied)
+	} else {
+		if err := d.loadChunks(p.later); err != nil {
+			return nil, err
+		}
+		p.tx.commit()
+		d.idx.heads = hashes(d.core().Heads())
 	}
-	toLoad = append(toLoad, p.later...)
-	if err := d.loadChunks(toLoad); err != nil {
-		return nil, err
-	}
-	p.tx.commit()
-	d.idx.heads = hashes(d.core().Heads())
 	for _, c := range p.later {
 		d.pending.remove(c.hash)
 	}
@@ -243,10 +251,6 @@ func (d *Doc) apply(p *plan, direct bool) ([]Change, error) {
 			}
 			d.pending.remove(pc.c.hash)
 		}
-	}
-	out := make([]Change, 0, len(p.direct)+len(p.later))
-	for _, c := range append(slices.Clip(p.direct), p.later...) {
-		out = append(out, Change{Hash: c.hash, Data: bytes.Clone(c.raw)})
 	}
 	return out, nil
 }
@@ -271,6 +275,9 @@ func (d *Doc) loadChunks(cs []*changeChunk) error {
 // that reached the core without plan (local edits and the HTTP API's
 // operations): those are indexed, not validated.
 func (d *Doc) index() (*docIndex, error) {
+	if d.idx != nil && (len(d.lazy.raws) > 0 || d.d == nil) {
+		return d.idx, nil // current: nothing reached the core since
+	}
 	heads := hashes(d.core().Heads())
 	if d.idx != nil && slices.Equal(d.idx.heads, heads) {
 		return d.idx, nil

@@ -233,9 +233,16 @@ func (g *Graph) add(c *Change) {
 	}
 	i := g.n
 	if i&(pageSize-1) == 0 {
-		g.pages = append(g.pages, make([]node, 0, pageSize))
+		g.pages = append(g.pages, nil)
 	}
 	p := &g.pages[i>>pageBits]
+	if len(*p) == cap(*p) {
+		// A page grows by doubling up to pageSize, so that a document
+		// of a few changes costs a few nodes, not a page of them.
+		grown := make([]node, len(*p), min(max(2*cap(*p), 4), pageSize))
+		copy(grown, *p)
+		*p = grown
+	}
 	*p = append(*p, node{
 		hash: c.Hash, raw: c.Raw, startOp: c.StartOp, seq: c.Seq,
 		deps: uint32(len(g.depPool)), nDeps: uint32(len(c.Deps)),

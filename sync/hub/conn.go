@@ -155,8 +155,12 @@ func (c *Conn) serve(ctx context.Context) {
 			}
 		}
 	}()
+	// A read waits without a deadline or a context to watch (which would
+	// cost every idle connection a registration): closing the transport
+	// is what ends it.
+	readCtx := context.WithoutCancel(ctx)
 	for {
-		kind, frame, err := c.t.Read(ctx)
+		kind, frame, err := c.t.Read(readCtx)
 		if err != nil {
 			if !errors.Is(err, ErrTransportClosed) && ctx.Err() == nil {
 				c.log.Debug("connection read ended", "peer", string(c.ID()), "err", err)

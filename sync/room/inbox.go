@@ -22,13 +22,43 @@ type inbox struct {
 	// space is closed when a full inbox frees room; nil while nobody
 	// waits.
 	space chan struct{}
+	// running says the room's goroutine runs; while it does not (the room
+	// is parked), put starts it with wake.
+	running bool
+	wake    func()
 }
 
 // keepCap is the largest buffer a drained inbox keeps.
 const keepCap = 8
 
 func newInbox(limit int) *inbox {
-	return &inbox{limit: limit, ready: make(chan struct{}, 1)}
+	return &inbox{limit: limit, ready: make(chan struct{}, 1), running: true}
+}
+
+// park marks the room's goroutine as ending, unless something is waiting;
+// parked runs under the lock first (to arm what may wake the room, before
+// anything can). It reports whether the goroutine must end.
+func (b *inbox) park(parked func()) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.q) > 0 {
+		return false
+	}
+	b.running = false
+	parked()
+	return true
+}
+
+// unpark marks a parked room's goroutine as running and reports whether
+// the caller must start it (false: it runs already).
+func (b *inbox) unpark() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.running {
+		return false
+	}
+	b.running = true
+	return true
 }
 
 // put appends env, waiting while the inbox is full until there is room,
@@ -51,10 +81,17 @@ func (b *inbox) put(ctx context.Context, done <-chan struct{}, env envelope) err
 		b.mu.Lock()
 	}
 	b.q = append(b.q, env)
+	start := !b.running && b.wake != nil
+	if start {
+		b.running = true
+	}
 	b.mu.Unlock()
 	select {
 	case b.ready <- struct{}{}:
 	default:
+	}
+	if start {
+		b.wake()
 	}
 	return nil
 }

@@ -69,11 +69,8 @@ func (g *Registry) acquire(id wire.DocID) (*Room, error) {
 	if r == nil {
 		r = newRoom(id, g)
 		g.rooms[id] = r
-		g.wg.Add(1)
-		go func() {
-			defer g.wg.Done()
-			r.run(g.ctx)
-		}()
+		g.wg.Add(1) // done when the room ends (Room.end)
+		go r.run(g.ctx)
 	}
 	r.refs++
 	return r, nil
@@ -219,8 +216,13 @@ func (g *Registry) deliver(ctx context.Context, id wire.DocID, env envelope) err
 func (g *Registry) Close(ctx context.Context) error {
 	g.mu.Lock()
 	g.closed = true
-	g.mu.Unlock()
 	g.cancel()
+	for _, r := range g.rooms {
+		if r.inbox.unpark() { // parked: it drains on a goroutine of its own
+			go r.resume(false)
+		}
+	}
+	g.mu.Unlock()
 	done := make(chan struct{})
 	go func() {
 		g.wg.Wait()

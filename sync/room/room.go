@@ -108,6 +108,10 @@ type Room struct {
 	backlog []envelope
 	// runCtx is the context of the current turn's store calls.
 	runCtx context.Context
+	// lastTurn is when the room last did anything; idle is the timer
+	// that evicts a parked room without peers (nil while it runs).
+	lastTurn time.Time
+	idle     *time.Timer
 	// unavailableDue is the earliest unavailableAt of a peer still waiting
 	// to be told doc-unavailable; zero when none waits. Deadlines are set
 	// in arrival order with the same grace, so a later one is never
@@ -116,7 +120,7 @@ type Room struct {
 }
 
 func newRoom(id wire.DocID, g *Registry) *Room {
-	return &Room{
+	r := &Room{
 		id:    id,
 		reg:   g,
 		cfg:   g.cfg,
@@ -125,36 +129,68 @@ func newRoom(id wire.DocID, g *Registry) *Room {
 		done:  make(chan struct{}),
 		peers: make(map[Peer]*peerState),
 	}
+	r.inbox.wake = func() { go r.resume(false) }
+	return r
 }
 
+// run is a room's first stretch of work: it loads the document, then
+// serves the inbox until the room goes quiet (see serve).
 func (r *Room) run(ctx context.Context) {
-	defer close(r.done)
 	r.cfg.Metrics.RoomOpened()
-	defer r.cfg.Metrics.RoomClosed()
 	if rep := r.cfg.Replicator; rep != nil {
-		// Before the load, so that no change published after it is missed.
+		// Before the load, so that no change published after it is
+		// missed; Unfollow is in end.
 		rep.Follow(r.id)
-		defer rep.Unfollow(r.id)
 	}
 	if err := r.load(ctx); err != nil {
 		r.failLoad(err)
+		r.end()
 		return
 	}
+	r.serve(ctx, false)
+}
 
-	idle := time.NewTimer(r.cfg.IdleTimeout)
-	defer idle.Stop()
+// end marks the room stopped: senders get ErrClosed, the registry's drain
+// stops waiting for it.
+func (r *Room) end() {
+	if rep := r.cfg.Replicator; rep != nil {
+		rep.Unfollow(r.id)
+	}
+	close(r.done)
+	r.cfg.Metrics.RoomClosed()
+	r.reg.wg.Done()
+}
+
+// serve runs turns until the room is quiet, is evicted, or the registry
+// closes. A quiet room (its inbox empty, nothing waiting to be stored,
+// nobody waiting for doc-unavailable) parks: its goroutine ends, and the
+// inbox starts a new one when a message arrives (inbox.put), as does the
+// idle timer of a room without peers (wakeIdle) and the registry's drain
+// (Registry.Close). A parked room costs its memory and no goroutine or,
+// while it has peers, timer. idleCheck says the idle timer woke it.
+func (r *Room) serve(ctx context.Context, idleCheck bool) {
+	if idleCheck && len(r.peers) == 0 && ctx.Err() == nil && time.Since(r.lastTurn) >= r.cfg.IdleTimeout && r.evict(ctx) {
+		r.end()
+		return
+	}
 	var retry <-chan time.Time
 	// grace fires when requesters of a missing document are due their
 	// doc-unavailable; graceC is nil while it is not armed.
-	grace := time.NewTimer(time.Hour)
-	grace.Stop()
-	defer grace.Stop()
+	var grace *time.Timer
 	var graceC <-chan time.Time
+	defer func() {
+		if grace != nil {
+			grace.Stop()
+		}
+	}()
 	// gapC fires when log entries another node published have been
 	// missing for CatchUpDelay: the room reads them from the store.
 	var gapC <-chan time.Time
 	var batch []envelope
 	for {
+		if retry == nil && graceC == nil && gapC == nil && len(r.backlog) == 0 && ctx.Err() == nil && r.inbox.park(r.parked) {
+			return
+		}
 		// While too much is waiting to be stored, or a turn stopped early,
 		// take nothing more: the inbox fills and the peers' connections stop
 		// being read, so nothing is dropped and memory stays bounded.
@@ -183,27 +219,52 @@ func (r *Room) run(ctx context.Context) {
 			if r.pos.gap() {
 				r.turn(ctx, []envelope{{kind: kindCatchUp}})
 			}
-		case <-idle.C:
-			if len(r.peers) == 0 && r.evict(ctx) {
-				return
-			}
 		case <-ctx.Done():
 			r.drain()
+			r.end()
 			return
 		}
+		r.lastTurn = time.Now()
 		if (len(r.pending) > 0 || len(r.backlog) > 0) && retry == nil {
 			retry = time.After(max(r.retry, r.cfg.RetryBackoff))
 		}
 		if graceC == nil && !r.unavailableDue.IsZero() {
-			grace.Reset(time.Until(r.unavailableDue))
+			if grace == nil {
+				grace = time.NewTimer(time.Until(r.unavailableDue))
+			} else {
+				grace.Reset(time.Until(r.unavailableDue))
+			}
 			graceC = grace.C
 		}
 		if gapC == nil && r.pos.gap() {
 			gapC = time.After(r.cfg.CatchUpDelay)
 		}
-		if len(r.peers) == 0 {
-			idle.Reset(r.cfg.IdleTimeout)
-		}
+	}
+}
+
+// parked arms the idle timer of a room that parks without peers.
+func (r *Room) parked() {
+	if len(r.peers) == 0 {
+		r.idle = time.AfterFunc(r.cfg.IdleTimeout, r.wakeIdle)
+	}
+}
+
+// resume starts a parked room's goroutine (the inbox calls it when a
+// message arrives, Registry.Close to drain it).
+func (r *Room) resume(idleCheck bool) {
+	if r.idle != nil {
+		r.idle.Stop()
+		r.idle = nil
+	}
+	r.serve(r.reg.ctx, idleCheck)
+}
+
+// wakeIdle is the idle timer of a parked room without peers: unless a
+// message woke it meanwhile, the room resumes to see whether it can be
+// evicted.
+func (r *Room) wakeIdle() {
+	if r.inbox.unpark() {
+		go r.resume(true)
 	}
 }
 
@@ -596,6 +657,10 @@ func (r *Room) exists() bool { return r.stored || !r.doc.Empty() }
 // room's turn. Changes it makes are stored and then sent to every peer like
 // a peer's changes; its caller hears back once they are durable.
 func (r *Room) do(env envelope) {
+	if err := r.doc.Materialize(); err != nil {
+		env.reply <- fmt.Errorf("doc %s: %w", r.id, err)
+		return
+	}
 	before := r.doc.Heads()
 	if err := env.do(r.doc, r.exists()); err != nil {
 		env.reply <- err
@@ -744,6 +809,9 @@ func (r *Room) compact(ctx context.Context) error {
 		}
 	}
 	start := time.Now()
+	if err := r.doc.Materialize(); err != nil {
+		return fmt.Errorf("compact doc %s: %w", r.id, err)
+	}
 	snap := r.doc.Save()
 	heads := r.doc.Heads()
 	check, err := core.Load(snap, nil)
