@@ -115,6 +115,19 @@ func (p *logPos) add(first, last int64) {
 // gap reports whether entries are missing below ones the room holds.
 func (p *logPos) gap() bool { return len(p.ahead) > 0 }
 
+// onlyFollowing reports whether a batch only followed other nodes (their
+// changes, deletes, catch-ups): no work for this node's peers.
+func onlyFollowing(batch []envelope) bool {
+	for _, env := range batch {
+		switch env.kind {
+		case kindRemote, kindRemoteDelete, kindCatchUp:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
 // remoteSource identifies changes from other nodes among the document's
 // held changes (core.Doc.ReceiveChanges's from).
 type remoteSource struct{}

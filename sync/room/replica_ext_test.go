@@ -170,10 +170,13 @@ func (l *link) Deleted(id wire.DocID) {
 
 // twoNodes returns two registries on one logStore, each linked to the
 // other.
-func twoNodes(t *testing.T, compactChanges int64) (a, b *room.Registry, ab, ba *link) {
+func twoNodes(t *testing.T, compactChanges int64, idle ...time.Duration) (a, b *room.Registry, ab, ba *link) {
 	st := newLogStore()
 	ab, ba = newLink(t), newLink(t)
 	cfg := room.Config{CatchUpDelay: 20 * time.Millisecond, CompactChanges: compactChanges}
+	if len(idle) > 0 {
+		cfg.IdleTimeout = idle[0]
+	}
 	cfgA, cfgB := cfg, cfg
 	cfgA.Replicator, cfgB.Replicator = ab, ba
 	a, b = newRegistry(t, st, cfgA), newRegistry(t, st, cfgB)
@@ -286,5 +289,27 @@ func TestReplicaDeleted(t *testing.T) {
 		case <-deadline:
 			t.Fatal("node b's peer was not told the document is unavailable")
 		}
+	}
+}
+
+// TestReplicaIdleDespiteOtherNodes checks that a room whose peers left is
+// evicted after the idle timeout although other nodes keep changing its
+// document: following them is no work for this node.
+func TestReplicaIdleDespiteOtherNodes(t *testing.T) {
+	t.Parallel()
+	a, b, _, _ := twoNodes(t, 0, 150*time.Millisecond)
+	id := wire.NewDocID()
+	ca, cb := newClient(t, a, id, "a"), newClient(t, b, id, "b")
+	setAcked(ca, "k", int64(0))
+	cb.send(wire.TypeRequest)
+	cb.syncUntil(func() bool { v, err := cb.doc.RootMap().Get("k"); return err == nil && v.Kind() != automerge.KindVoid })
+	b.Leave(context.Background(), id, cb.peer)
+	deadline := time.Now().Add(5 * time.Second)
+	for i := 1; b.Len() > 0; i++ {
+		if time.Now().After(deadline) {
+			t.Fatal("node b kept the room of a document it only follows")
+		}
+		setAcked(ca, "k", int64(i))
+		time.Sleep(10 * time.Millisecond)
 	}
 }

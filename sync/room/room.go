@@ -108,7 +108,8 @@ type Room struct {
 	backlog []envelope
 	// runCtx is the context of the current turn's store calls.
 	runCtx context.Context
-	// lastTurn is when the room last did anything; idle is the timer
+	// lastTurn is when the room last did anything for this node (turns
+	// that only followed other nodes do not count); idle is the timer
 	// that evicts a parked room without peers (nil while it runs).
 	lastTurn time.Time
 	idle     *time.Timer
@@ -186,6 +187,9 @@ func (r *Room) serve(ctx context.Context, idleCheck bool) {
 	// gapC fires when log entries another node published have been
 	// missing for CatchUpDelay: the room reads them from the store.
 	var gapC <-chan time.Time
+	// following: the turn only followed other nodes, which does not keep
+	// an idle room in memory (lastTurn).
+	var following bool
 	var batch []envelope
 	for {
 		if retry == nil && graceC == nil && gapC == nil && len(r.backlog) == 0 && ctx.Err() == nil && r.inbox.park(r.parked) {
@@ -204,6 +208,7 @@ func (r *Room) serve(ctx context.Context, idleCheck bool) {
 			if len(batch) > 0 {
 				r.turn(ctx, batch)
 			}
+			following = onlyFollowing(batch)
 			clear(batch) // the envelopes' messages are garbage now
 			if cap(batch) > keepCap {
 				batch = nil
@@ -219,12 +224,16 @@ func (r *Room) serve(ctx context.Context, idleCheck bool) {
 			if r.pos.gap() {
 				r.turn(ctx, []envelope{{kind: kindCatchUp}})
 			}
+			following = true
 		case <-ctx.Done():
 			r.drain()
 			r.end()
 			return
 		}
-		r.lastTurn = time.Now()
+		if !following {
+			r.lastTurn = time.Now()
+		}
+		following = false
 		if (len(r.pending) > 0 || len(r.backlog) > 0) && retry == nil {
 			retry = time.After(max(r.retry, r.cfg.RetryBackoff))
 		}
@@ -242,10 +251,11 @@ func (r *Room) serve(ctx context.Context, idleCheck bool) {
 	}
 }
 
-// parked arms the idle timer of a room that parks without peers.
+// parked arms the idle timer of a room that parks without peers, for
+// what remains of the idle timeout since its last turn for this node.
 func (r *Room) parked() {
 	if len(r.peers) == 0 {
-		r.idle = time.AfterFunc(r.cfg.IdleTimeout, r.wakeIdle)
+		r.idle = time.AfterFunc(max(0, r.cfg.IdleTimeout-time.Since(r.lastTurn)), r.wakeIdle)
 	}
 }
 
