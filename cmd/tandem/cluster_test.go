@@ -225,6 +225,7 @@ func TestClusterConverge(t *testing.T) {
 				if written < perClient && p.Doc.RootMap().Len() > 0 {
 					commitKey(t, p.Doc, fmt.Sprintf("%s-%d", names[n], written), int64(written))
 					written++
+					return false // send it first
 				}
 				return written == perClient && hasKeys(p.Doc, all)
 			})
@@ -233,7 +234,13 @@ func TestClusterConverge(t *testing.T) {
 	wg.Wait()
 	for n, err := range errs {
 		if err != nil {
-			t.Fatalf("client on node %d did not converge: %v\n%s", n, err, c.logs())
+			var missing []string
+			for _, k := range all {
+				if !hasKeys(peers[n].Doc, []string{k}) {
+					missing = append(missing, k)
+				}
+			}
+			t.Fatalf("client on node %d did not converge: %v; it lacks %v\n%s", n, err, missing, c.logs())
 		}
 	}
 	heads := peers[0].Doc.Heads()
@@ -570,7 +577,9 @@ func TestClusterJoinMidStream(t *testing.T) {
 		wg.Go(func() { w.run(ctx, func() string { return c.url(i) }) })
 	}
 	defer func() { cancel(); wg.Wait() }()
-	time.Sleep(700 * time.Millisecond)
+	testwait.For(t, 20*time.Second, "writers under way", func() bool {
+		return writers[0].acked.Load() >= 20 && writers[1].acked.Load() >= 20
+	})
 	joined := c.add()
 	fctx, fcancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer fcancel()
