@@ -59,7 +59,8 @@ var ErrCompactionBusy = errors.New("another node is compacting the document")
 // CompactionLocker is a Store shared by several nodes that lets one node
 // at a time compact a document, so that a document hosted on several
 // nodes is compacted once (docstore/postgres implements it with an
-// advisory lock). A room uses it when its store implements it.
+// advisory lock). A room of a cluster (Config.Replicator) uses it when its
+// store implements it.
 type CompactionLocker interface {
 	// LockCompaction takes the document's compaction lock, or fails with
 	// ErrCompactionBusy when another node holds it.

@@ -790,9 +790,9 @@ func (r *Room) answerUnavailable(now time.Time) {
 
 // compact saves the whole document as a new snapshot, verifies that it
 // re-loads with the same heads, and replaces the logged changes with it.
-// With a store shared by several nodes (CompactionLocker), it first takes
-// the document's compaction lock, and leaves the work to another node that
-// holds it or has compacted as far already.
+// In a cluster (a Replicator, and a store that is a CompactionLocker), it
+// first takes the document's compaction lock, and leaves the work to
+// another node that holds it or has compacted as far already.
 func (r *Room) compact(ctx context.Context) error {
 	if !r.stored || r.lastSeq == r.snapSeq {
 		return nil
@@ -800,7 +800,7 @@ func (r *Room) compact(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
 	defer cancel()
 	compact := r.reg.store.Compact
-	if cl, ok := r.reg.store.(CompactionLocker); ok {
+	if cl, ok := r.reg.store.(CompactionLocker); ok && r.cfg.Replicator != nil {
 		lock, err := cl.LockCompaction(ctx, r.id)
 		if errors.Is(err, ErrCompactionBusy) {
 			r.snapSeq, r.logBytes = r.lastSeq, 0 // done elsewhere
