@@ -49,6 +49,31 @@ if [ -z "${TANDEM_TEST_DATABASE_URL:-}" ]; then
 	pg_isready -h 127.0.0.1 -p 5432
 fi
 
+step "nats"
+# The cluster tests in cmd/tandem need a NATS server; they fail, never
+# skip, without one. Use TANDEM_TEST_NATS_URL when it is set; otherwise make
+# sure the machine's nats-server runs on 127.0.0.1:4222, starting it (and
+# installing Debian's nats-server, as root) when needed. The NATS restart
+# test starts a private server of its own from the same binary.
+nats_up() { (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null; }
+if [ -z "${TANDEM_TEST_NATS_URL:-}" ]; then
+	if [ ! -x /usr/sbin/nats-server ]; then
+		if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null
+		else
+			echo "nats-server is not installed: install Debian's nats-server, or set TANDEM_TEST_NATS_URL"; exit 1
+		fi
+	fi
+	if ! nats_up; then
+		mkdir -p /var/lib/nats-server
+		start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- \
+			-a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log
+		for _ in $(seq 1 30); do nats_up && break; sleep 0.2; done
+	fi
+	nats_up || { echo "nats-server does not answer on 127.0.0.1:4222"; exit 1; }
+	echo "nats-server on 127.0.0.1:4222"
+fi
+
 step "npm packages"
 # The stock clients: the interop suite and the hostile-client suite's
 # bystanders (internal/hostile) run them; the official server, whose data

@@ -62,7 +62,7 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		clientsPer int
 		cpuProfile string
 	)
-	fs.StringVar(&cfg.URL, "url", "ws://127.0.0.1:3030/", "the server's WebSocket URL (loopback only)")
+	fs.StringVar(&cfg.URL, "url", "ws://127.0.0.1:3030/", "the server's WebSocket URL (loopback only); comma-separated URLs of a cluster's nodes spread each document's clients over them")
 	fs.IntVar(&cfg.Docs, "docs", 50, "documents (D)")
 	fs.IntVar(&clientsPer, "clients", 4, "clients per document (C, at least 2)")
 	fs.Float64Var(&cfg.Rate, "rate", 1000, "total edits per second (the first step's with --ramp)")
@@ -103,8 +103,13 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	if err := loadgen.CheckURL(cfg.URL); err != nil {
-		return err
+	for _, u := range strings.Split(cfg.URL, ",") {
+		if err := loadgen.CheckURL(u); err != nil {
+			return err
+		}
+	}
+	if idle > 0 && strings.Contains(cfg.URL, ",") {
+		return errors.New("--idle takes one --url")
 	}
 	if ramp && idle > 0 {
 		return errors.New("--ramp and --idle are different modes: pick one")

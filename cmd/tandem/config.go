@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -60,6 +62,12 @@ type Config struct {
 	// PprofAddr, when set, serves net/http/pprof on this loopback address
 	// (a listener of its own, apart from Addr).
 	PprofAddr string
+	// NatsURL, when set, makes this node one of a cluster sharing the
+	// Postgres store (sync/cluster); NatsPrefix starts its subjects.
+	NatsURL    string
+	NatsPrefix string
+	// NodeID names this node in the cluster (default: random per start).
+	NodeID string
 }
 
 // parseConfig reads the flags of command (serve, migrate or import) from
@@ -103,6 +111,9 @@ func parseConfig(command string, args []string, getenv func(string) string, stde
 	fs.StringVar(&logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", env("LOG_FORMAT", "text"), "text or json")
 	fs.StringVar(&c.PeerID, "peer-id", env("PEER_ID", defaultPeerID()), "the server's automerge-repo peer ID")
+	fs.StringVar(&c.NatsURL, "nats-url", env("NATS_URL", ""), "NATS server URL: run as one node of a cluster sharing the Postgres store (needs --database-url); empty: a single node")
+	fs.StringVar(&c.NatsPrefix, "nats-subject-prefix", env("NATS_SUBJECT_PREFIX", "tandem"), "prefix of the cluster's NATS subjects; one per cluster on a NATS server")
+	fs.StringVar(&c.NodeID, "node-id", env("NODE_ID", ""), "this node's ID in the cluster; empty: random at each start")
 	fs.StringVar(&c.PprofAddr, "pprof-addr", env("PPROF_ADDR", ""), "serve Go profiles (/debug/pprof/) on this loopback host:port; empty: off")
 	var err error
 	boolFlag := func(p *bool, name, envName, usage string) {
@@ -160,6 +171,19 @@ func parseConfig(command string, args []string, getenv func(string) string, stde
 	}
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if c.NatsURL != "" {
+		if c.DatabaseURL == "" {
+			return Config{}, errors.New("--nats-url needs --database-url: the nodes of a cluster share one Postgres store (the embedded SQLite store is one node's)")
+		}
+		if c.NodeID == "" {
+			c.NodeID = randomNodeID()
+		}
+		peerSet := getenv("TANDEM_PEER_ID") != ""
+		fs.Visit(func(f *flag.Flag) { peerSet = peerSet || f.Name == "peer-id" })
+		if !peerSet {
+			c.PeerID += "-" + c.NodeID // each node its own peer ID
+		}
 	}
 	c.MaxDocsPerConn, c.EphemeralRate, c.EphemeralBurst = int(maxDocs), float64(ephRate), int(ephBurst)
 	if opsPerChange < 1 || opsPerMessage < 1 || predsPerOp < 1 || heldChanges < 1 {
@@ -232,6 +256,13 @@ func isLoopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// randomNodeID returns a node ID for a node started without one.
+func randomNodeID() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
+	return hex.EncodeToString(b[:])
 }
 
 func defaultPeerID() string {

@@ -55,6 +55,17 @@ func TestParseConfig(t *testing.T) {
 		{name: "pprof from the environment", env: map[string]string{"TANDEM_PPROF_ADDR": "localhost:6060"}, check: func(c Config) bool { return c.PprofAddr == "localhost:6060" }},
 		{name: "pprof only on loopback", args: []string{"--pprof-addr", "0.0.0.0:6060", "--allow-anonymous"}, wantErr: "--pprof-addr"},
 		{name: "pprof on all interfaces refused", args: []string{"--pprof-addr", ":6060"}, wantErr: "loopback address only"},
+		{name: "no cluster by default", check: func(c Config) bool { return c.NatsURL == "" && c.NodeID == "" }},
+		{name: "a cluster needs Postgres", args: []string{"--nats-url", "nats://127.0.0.1:4222"}, wantErr: "--nats-url needs --database-url"},
+		{name: "a cluster needs Postgres, from the environment", env: map[string]string{"TANDEM_NATS_URL": "nats://127.0.0.1:4222"}, wantErr: "embedded SQLite store"},
+		{name: "a cluster node gets a node ID and its own peer ID",
+			env: map[string]string{"TANDEM_NATS_URL": "nats://127.0.0.1:4222", "DATABASE_URL": "postgres://db/x"},
+			check: func(c Config) bool {
+				return c.NatsURL != "" && c.NatsPrefix == "tandem" && len(c.NodeID) == 12 && strings.HasSuffix(c.PeerID, "-"+c.NodeID)
+			}},
+		{name: "a cluster node keeps a peer ID it is given",
+			args:  []string{"--nats-url", "nats://n:4222", "--database-url", "postgres://db/x", "--peer-id", "p1", "--node-id", "n1", "--nats-subject-prefix", "app"},
+			check: func(c Config) bool { return c.PeerID == "p1" && c.NodeID == "n1" && c.NatsPrefix == "app" }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

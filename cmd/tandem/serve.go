@@ -20,6 +20,7 @@ import (
 	"github.com/tandem-sync/tandem/docstore/postgres"
 	"github.com/tandem-sync/tandem/docstore/sqlite"
 	"github.com/tandem-sync/tandem/metrics"
+	"github.com/tandem-sync/tandem/sync/cluster"
 	"github.com/tandem-sync/tandem/sync/core"
 	"github.com/tandem-sync/tandem/sync/hub"
 	"github.com/tandem-sync/tandem/sync/room"
@@ -46,6 +47,22 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("metrics: %w", err)
 	}
 
+	var node *cluster.Node
+	if cfg.NatsURL != "" {
+		node, err = cluster.Connect(ctx, cluster.Config{URL: cfg.NatsURL, NodeID: cfg.NodeID, Prefix: cfg.NatsPrefix, Logger: log})
+		if err != nil {
+			return err
+		}
+		// After the rooms' drain (deferred later, run earlier), so that
+		// their last changes are published.
+		defer node.Close()
+	}
+	var replicator room.Replicator
+	var relay hub.Relay
+	if node != nil {
+		replicator, relay = node, node
+	}
+
 	rooms := room.NewRegistry(store, room.Config{
 		IdleTimeout:      cfg.IdleTimeout,
 		CompactChanges:   cfg.CompactChanges,
@@ -53,6 +70,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		DrainTimeout:     cfg.DrainTimeout,
 		UnavailableGrace: cfg.roomUnavailableGrace(),
 		Limits:           cfg.Limits,
+		Replicator:       replicator,
 		Logger:           log,
 		Metrics:          mets,
 	})
@@ -65,9 +83,13 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		EphemeralBurst: cfg.EphemeralBurst,
 		PingInterval:   cfg.PingInterval,
 		PongTimeout:    cfg.PongTimeout,
+		Relay:          relay,
 		Logger:         log,
 		Metrics:        mets,
 	})
+	if node != nil {
+		node.Start(rooms, h)
+	}
 	access, err := accessConfig(cfg, store)
 	if err != nil {
 		return err
@@ -129,7 +151,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	defer stopGC()
 	go collectWhenQuiet(gcCtx, 15*time.Second)
 	log.Info("listening", "addr", ln.Addr().String(), "store", storeName(cfg), "peer_id", cfg.PeerID,
-		"storage_id", storageID, "version", version)
+		"storage_id", storageID, "node_id", cfg.NodeID, "version", version)
 	switch {
 	case access.Verifier == nil && cfg.AllowAnonymous:
 		log.Warn("anonymous access: any client that can reach this address can read and write every document, and use the REST API unless --admin-key is set")
@@ -253,6 +275,10 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (store, error)
 		if webhooks {
 			opts = append(opts, postgres.WithOutbox(cfg.WebhookDebounce))
 		}
+		if webhooks && cfg.NatsURL != "" {
+			// Every node runs a sender: each event goes to one of them.
+			opts = append(opts, postgres.WithEventClaims(eventClaimLease))
+		}
 		st, err := postgres.Open(ctx, cfg.DatabaseURL, opts...)
 		if err != nil {
 			return nil, fmt.Errorf("open postgres store: %w", err)
@@ -269,6 +295,10 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (store, error)
 	}
 	return st, nil
 }
+
+// eventClaimLease is how long a node of a cluster has to deliver the
+// webhook events it claimed before another node may take them.
+const eventClaimLease = 2 * time.Minute
 
 func storeName(cfg Config) string {
 	if cfg.DatabaseURL != "" {

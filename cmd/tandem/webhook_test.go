@@ -23,12 +23,14 @@ type receiver struct {
 	mu     sync.Mutex
 	seen   map[int64]map[string]any // event ID → payload
 	tries  map[int64]int
-	refuse int // refuse each event this many times first
-	bad    int // requests with a bad signature
+	refuse int           // refuse each event this many times first
+	bad    int           // requests with a bad signature
+	delay  time.Duration // how long each request takes
 }
 
 func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
+	time.Sleep(rc.delay)
 	err := webhook.Verify(rc.secret, r.Header.Get("Tandem-Signature"), r.Header.Get("Tandem-Timestamp"), body, webhook.DefaultTolerance, time.Now())
 	rc.mu.Lock()
 	defer rc.mu.Unlock()

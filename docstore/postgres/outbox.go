@@ -1,8 +1,10 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -53,16 +55,38 @@ const deleteOutboxSQL = `WITH states AS (
 INSERT INTO outbox (doc_id, kind, created_at, due_at, next_attempt_at)
 SELECT doc_id, 'deleted', $2, $2, $2 FROM del`
 
-// DueEvents implements webhook.Outbox.
+// DueEvents implements webhook.Outbox. With WithEventClaims, the events
+// it returns are claimed: see claimSQL.
 func (p *Store) DueEvents(ctx context.Context, now time.Time, limit int) ([]webhook.Event, error) {
-	events, err := p.queryEvents(ctx, `SELECT `+sqlcommon.OutboxColumns+` FROM outbox
+	var events []webhook.Event
+	var err error
+	if lease := p.opts.claimLease; lease > 0 {
+		events, err = p.queryEvents(ctx, claimSQL, now, paging.Clamp(limit), now.Add(lease))
+		slices.SortFunc(events, func(a, b webhook.Event) int { return cmp.Compare(a.ID, b.ID) })
+	} else {
+		events, err = p.queryEvents(ctx, `SELECT `+sqlcommon.OutboxColumns+` FROM outbox
 		WHERE delivered_at IS NULL AND NOT failed AND due_at <= $1 AND next_attempt_at <= $1
 		ORDER BY id LIMIT $2`, now, paging.Clamp(limit))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("postgres: due events: %w", err)
 	}
 	return events, nil
 }
+
+// claimSQL is DueEvents' statement with WithEventClaims: it takes the due
+// events that no other node's DueEvents is taking at the same moment (FOR
+// UPDATE SKIP LOCKED) and moves their next attempt to $3, the end of the
+// claim, so that no other node takes them before the claiming node marks
+// them delivered or failed, or, if it died, before the claim ends. The
+// events are returned as they were before the claim.
+const claimSQL = `WITH due AS (
+	SELECT id, next_attempt_at FROM outbox
+	WHERE delivered_at IS NULL AND NOT failed AND due_at <= $1 AND next_attempt_at <= $1
+	ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED
+)
+UPDATE outbox o SET next_attempt_at = $3 FROM due WHERE o.id = due.id
+RETURNING o.id, o.doc_id, o.kind, o.created_at, o.due_at, o.attempts, due.next_attempt_at, o.last_error, o.delivered_at, o.failed`
 
 // MarkDelivered implements webhook.Outbox.
 func (p *Store) MarkDelivered(ctx context.Context, id int64, at time.Time) error {

@@ -73,6 +73,16 @@ type options struct {
 	committers  int
 	now         func() time.Time
 	outbox      sqlcommon.OutboxOptions
+	claimLease  time.Duration
+}
+
+// WithEventClaims makes DueEvents claim the events it returns for lease,
+// for several nodes that run webhook senders on one database: each due
+// event goes to one of them, and to another only if the first has not
+// marked it delivered or failed within lease (it died, say). Without it
+// (the default), DueEvents only reads, as one sender needs.
+func WithEventClaims(lease time.Duration) Option {
+	return func(o *options) { o.claimLease = max(lease, 0) }
 }
 
 // WithOutbox makes the store write change events into its outbox,
@@ -296,38 +306,41 @@ func (p *Store) Compact(ctx context.Context, id wire.DocID, snapshot []byte, hea
 		return fmt.Errorf("postgres: compact %s: empty snapshot", id)
 	}
 	err := p.do(ctx, func(ctx context.Context) error {
-		return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-			var snapSeq, last int64
-			err := tx.QueryRow(ctx, `SELECT snapshot_seq, last_seq FROM docs WHERE doc_id = $1 FOR UPDATE`,
-				string(id)).Scan(&snapSeq, &last)
-			if errors.Is(err, pgx.ErrNoRows) {
-				return room.ErrNotFound
-			}
-			if err != nil {
-				return err
-			}
-			if throughSeq < snapSeq || throughSeq > last {
-				return fmt.Errorf("through seq %d is outside the log [%d, %d]", throughSeq, snapSeq, last)
-			}
-			// The UPDATE's subqueries see the rows the DELETE returns, and
-			// its SET sees the old row: size_bytes loses the old snapshot
-			// and the deleted changes, and gains the new snapshot.
-			_, err = tx.Exec(ctx, `WITH del AS (
-					DELETE FROM changes WHERE doc_id = $1 AND seq <= $2 RETURNING octet_length(data) AS n)
-				UPDATE docs SET snapshot = $3, snapshot_heads = $4, snapshot_seq = $2,
-					change_count = change_count - (SELECT count(*) FROM del),
-					size_bytes = size_bytes - coalesce(octet_length(snapshot), 0) + octet_length($3::bytea)
-						- (SELECT coalesce(sum(n), 0) FROM del),
-					updated_at = $5
-				WHERE doc_id = $1`,
-				string(id), throughSeq, snapshot, sqlcommon.EncodeHeads(heads), p.now())
-			return err
-		})
+		return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error { return p.compactTx(ctx, tx, id, snapshot, heads, throughSeq) })
 	})
 	if err != nil {
 		return fmt.Errorf("postgres: compact %s: %w", id, err)
 	}
 	return nil
+}
+
+// compactTx is Compact's transaction.
+func (p *Store) compactTx(ctx context.Context, tx pgx.Tx, id wire.DocID, snapshot []byte, heads []core.Hash, throughSeq int64) error {
+	var snapSeq, last int64
+	err := tx.QueryRow(ctx, `SELECT snapshot_seq, last_seq FROM docs WHERE doc_id = $1 FOR UPDATE`,
+		string(id)).Scan(&snapSeq, &last)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return room.ErrNotFound
+	}
+	if err != nil {
+		return err
+	}
+	if throughSeq < snapSeq || throughSeq > last {
+		return fmt.Errorf("through seq %d is outside the log [%d, %d]", throughSeq, snapSeq, last)
+	}
+	// The UPDATE's subqueries see the rows the DELETE returns, and
+	// its SET sees the old row: size_bytes loses the old snapshot
+	// and the deleted changes, and gains the new snapshot.
+	_, err = tx.Exec(ctx, `WITH del AS (
+			DELETE FROM changes WHERE doc_id = $1 AND seq <= $2 RETURNING octet_length(data) AS n)
+		UPDATE docs SET snapshot = $3, snapshot_heads = $4, snapshot_seq = $2,
+			change_count = change_count - (SELECT count(*) FROM del),
+			size_bytes = size_bytes - coalesce(octet_length(snapshot), 0) + octet_length($3::bytea)
+				- (SELECT coalesce(sum(n), 0) FROM del),
+			updated_at = $5
+		WHERE doc_id = $1`,
+		string(id), throughSeq, snapshot, sqlcommon.EncodeHeads(heads), p.now())
+	return err
 }
 
 // Delete implements room.Store. The log goes with the docs row (ON DELETE

@@ -32,6 +32,7 @@ type appendOp struct {
 	queued  time.Time     // when Append was called
 	done    chan error    // buffered; receives the outcome after the commit
 	last    int64         // set when the transaction holding the op commits
+	added   int64         // how many of the changes were new, set with last
 }
 
 // newAppendOp copies changes, so that the caller may reuse its buffers as
@@ -56,18 +57,29 @@ func newAppendOp(ctx context.Context, id wire.DocID, changes []core.Change) *app
 // the changes may or may not have been stored: appending them again is
 // safe, as logged changes are skipped.
 func (p *Store) Append(ctx context.Context, id wire.DocID, changes []core.Change) (int64, error) {
+	_, last, err := p.AppendLogged(ctx, id, changes)
+	return last, err
+}
+
+// AppendLogged implements room.LogStore: Append, reporting also the first
+// log position it gave a new change (last+1 when none was new). The new
+// changes of one Append are numbered by one statement under the
+// document's lock, so they hold first..last with nothing between. (When a
+// transaction is retried after its connection failed and had in fact
+// committed, the retry finds every change logged and reports none new:
+// a room following the log then finds the gap and reads it from the log.)
+func (p *Store) AppendLogged(ctx context.Context, id wire.DocID, changes []core.Change) (first, last int64, err error) {
 	if err := ctx.Err(); err != nil {
-		return 0, fmt.Errorf("postgres: append %s: %w", id, err)
+		return 0, 0, fmt.Errorf("postgres: append %s: %w", id, err)
 	}
 	if len(changes) == 0 {
 		last, err := p.lastSeq(ctx, id)
 		if err != nil {
-			return 0, fmt.Errorf("postgres: append %s: %w", id, err)
+			return 0, 0, fmt.Errorf("postgres: append %s: %w", id, err)
 		}
-		return last, nil
+		return last + 1, last, nil
 	}
 	op := newAppendOp(ctx, id, changes)
-	var err error
 	if !p.opts.groupCommit {
 		err = p.do(ctx, func(ctx context.Context) error { return p.appendTx(ctx, []*appendOp{op}) })
 	} else {
@@ -85,9 +97,9 @@ func (p *Store) Append(ctx context.Context, id wire.DocID, changes []core.Change
 		}
 	}
 	if err != nil {
-		return 0, fmt.Errorf("postgres: append %s: %w", id, err)
+		return 0, 0, fmt.Errorf("postgres: append %s: %w", id, err)
 	}
-	return op.last, nil
+	return op.last - op.added + 1, op.last, nil
 }
 
 // lastSeq returns the document's last seq, or 0 if it is not stored.
@@ -297,12 +309,14 @@ func (p *Store) appendTx(ctx context.Context, ops []*appendOp) error {
 	}
 	now := p.now()
 	lasts := make(map[string]int64, len(ops))
+	addedTo := make(map[string]int64, len(ops))
 	var added uint64
 	result := func(rows pgx.Rows) error {
 		var id string
 		var last, n int64
 		_, err := pgx.ForEachRow(rows, []any{&id, &last, &n}, func() error {
 			lasts[id] = max(lasts[id], last)
+			addedTo[id] += n
 			added += uint64(n)
 			return nil
 		})
@@ -326,7 +340,7 @@ func (p *Store) appendTx(ctx context.Context, ops []*appendOp) error {
 		if !ok {
 			return fmt.Errorf("document %s has no row after the append", op.id)
 		}
-		op.last = last
+		op.last, op.added = last, addedTo[ids[i]]
 	}
 	p.stats.transactions.Add(1)
 	p.stats.appends.Add(uint64(len(ops)))

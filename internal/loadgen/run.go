@@ -26,6 +26,7 @@ import (
 	"net"
 	"net/url"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,7 +37,9 @@ import (
 // Config describes one load run.
 type Config struct {
 	// URL is the server's WebSocket URL (ws://127.0.0.1:3030/). Only
-	// loopback hosts are accepted.
+	// loopback hosts are accepted. Several comma-separated URLs (the
+	// nodes of a cluster) spread each document's clients over them: its
+	// client i connects to the (i mod n)th.
 	URL string
 	// Docs and ClientsPerDoc: D documents, each synced by C clients (C >= 2).
 	Docs          int
@@ -167,8 +170,10 @@ func CheckURL(raw string) error {
 }
 
 func (cfg Config) withDefaults() (Config, error) {
-	if err := CheckURL(cfg.URL); err != nil {
-		return cfg, err
+	for _, u := range cfg.urls() {
+		if err := CheckURL(u); err != nil {
+			return cfg, err
+		}
 	}
 	if cfg.Docs < 1 || cfg.ClientsPerDoc < 2 {
 		return cfg, fmt.Errorf("need at least 1 document and 2 clients per document (got %d × %d)", cfg.Docs, cfg.ClientsPerDoc)
@@ -193,6 +198,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	return cfg, nil
 }
+
+// urls returns the URLs in cfg.URL.
+func (cfg Config) urls() []string { return strings.Split(cfg.URL, ",") }
 
 // docGroup is one document and its clients; clients[0] created it.
 type docGroup struct {
@@ -225,7 +233,8 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 
 	setupCtx, cancel := context.WithTimeout(ctx, cfg.SetupTimeout)
 	defer cancel()
-	if err := forEach(setupCtx, all, 64, func(ctx context.Context, c *client) error { return c.dial(ctx, cfg.URL) }); err != nil {
+	urls := cfg.urls()
+	if err := forEach(setupCtx, all, 64, func(ctx context.Context, c *client) error { return c.dial(ctx, urls[c.author%len(urls)]) }); err != nil {
 		return res, fmt.Errorf("connect: %w", err)
 	}
 	phase.Store("syncing")

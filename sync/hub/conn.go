@@ -373,10 +373,9 @@ func (c *Conn) relay(msg wire.Message) {
 	if !c.hub.seen.fresh(msg) {
 		return
 	}
-	for _, p := range c.hub.rooms.Peers(id) {
-		if p.ID() != msg.SenderID {
-			p.Send(msg)
-		}
+	c.hub.sendEphemeral(msg)
+	if r := c.hub.cfg.Relay; r != nil {
+		r.Ephemeral(msg)
 	}
 }
 

@@ -76,3 +76,30 @@ func (l *ephemeralLimit) allow(now time.Time) (ok, flooding bool) {
 	l.debt++
 	return false, l.debt > l.floodDebt()
 }
+
+// Relay carries ephemeral messages to the other nodes of a cluster
+// (sync/cluster implements it).
+type Relay interface {
+	// Ephemeral is called with each ephemeral message a peer of this node
+	// sent, once relayed to this node's peers. It must not block.
+	Ephemeral(msg wire.Message)
+}
+
+// RelayEphemeral sends an ephemeral message from a peer of another node to
+// the document's peers on this node, once per (sender, session, count),
+// as if one of them had sent it.
+func (h *Hub) RelayEphemeral(msg wire.Message) {
+	if !h.seen.fresh(msg) {
+		return
+	}
+	h.sendEphemeral(msg)
+}
+
+// sendEphemeral sends msg to the document's peers here, but its sender.
+func (h *Hub) sendEphemeral(msg wire.Message) {
+	for _, p := range h.rooms.Peers(msg.DocumentID) {
+		if p.ID() != msg.SenderID {
+			p.Send(msg)
+		}
+	}
+}

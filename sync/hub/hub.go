@@ -54,6 +54,9 @@ type Config struct {
 	PongTimeout time.Duration
 	// WriteTimeout bounds each frame write. Zero means 10 s.
 	WriteTimeout time.Duration
+	// Relay, when set, also receives every ephemeral message relayed to
+	// this node's peers, for the other nodes of a cluster.
+	Relay Relay
 	// Logger receives connection events. Nil discards them.
 	Logger *slog.Logger
 	// Metrics receives counts. Nil records nothing.

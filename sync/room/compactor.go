@@ -34,11 +34,13 @@ type compactor struct {
 }
 
 // compaction is what a room hears back from the compactor: the snapshot
-// (with its heads) and the log sequence it covers, or why it failed.
+// (with its heads) and the log sequence it covers, or that another node
+// of the cluster compacts the document, or why it failed.
 type compaction struct {
 	throughSeq int64
 	snapshot   []byte
 	heads      []core.Hash
+	elsewhere  bool
 	err        error
 }
 
@@ -90,7 +92,10 @@ func (c *compactor) work() {
 	}
 }
 
-// compact compacts what the store holds for r's document now.
+// compact compacts what the store holds for r's document now. In a
+// cluster (a Replicator, and a store that is a CompactionLocker) it holds
+// the document's compaction lock throughout, and leaves the work to the
+// node that holds it, or that has compacted as far already.
 func (c *compactor) compact(r *Room) compaction {
 	g := c.reg
 	// Not the registry's context: a drain still compacts, within its own
@@ -98,11 +103,27 @@ func (c *compactor) compact(r *Room) compaction {
 	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.StoreTimeout)
 	defer cancel()
 	start := time.Now()
+	store := g.store.Compact
+	var lock CompactionLock
+	if cl, ok := g.store.(CompactionLocker); ok && g.cfg.Replicator != nil {
+		var err error
+		lock, err = cl.LockCompaction(ctx, r.id)
+		if errors.Is(err, ErrCompactionBusy) {
+			return compaction{elsewhere: true}
+		}
+		if err != nil {
+			return compaction{err: fmt.Errorf("compact doc %s: %w", r.id, err)}
+		}
+		defer lock.Unlock()
+		store = func(ctx context.Context, _ wire.DocID, snap []byte, heads []core.Hash, through int64) error {
+			return lock.Compact(ctx, snap, heads, through)
+		}
+	}
 	st, err := g.store.Load(ctx, r.id)
 	if err != nil {
 		return compaction{err: fmt.Errorf("compact doc %s: %w", r.id, err)}
 	}
-	if len(st.Changes) == 0 {
+	if len(st.Changes) == 0 || (lock != nil && lock.SnapshotSeq() >= st.LastSeq) {
 		return compaction{throughSeq: st.LastSeq, snapshot: st.Snapshot, heads: st.SnapshotHeads}
 	}
 	doc, err := core.Load(st.Snapshot, st.Changes)
@@ -117,7 +138,7 @@ func (c *compactor) compact(r *Room) compaction {
 	if !slices.Equal(check.Heads(), heads) {
 		return compaction{err: fmt.Errorf("compact doc %s: re-loaded snapshot has other heads", r.id)}
 	}
-	if err := g.store.Compact(ctx, r.id, snap, heads, st.LastSeq); err != nil {
+	if err := store(ctx, r.id, snap, heads, st.LastSeq); err != nil {
 		return compaction{err: fmt.Errorf("compact doc %s: %w", r.id, err)}
 	}
 	r.log.Debug("compacted", "through_seq", st.LastSeq, "changes", len(st.Changes),

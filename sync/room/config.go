@@ -56,6 +56,14 @@ type Config struct {
 	// defaults). A message beyond them is refused, and its peer closed
 	// with 1007.
 	Limits core.Limits
+	// Replicator, when set, connects the rooms to those of other nodes
+	// sharing the store (sync/cluster); the store must implement LogStore.
+	// Nil: this node is the store's only user.
+	Replicator Replicator
+	// CatchUpDelay is how long a room waits for log entries that other
+	// nodes have not published to it yet, while it holds later ones, before
+	// it reads them from the store. Zero means 200 ms.
+	CatchUpDelay time.Duration
 	// Logger receives room events. Nil discards them.
 	Logger *slog.Logger
 	// Metrics receives counts and latencies. Nil records nothing.
@@ -105,6 +113,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.UnavailableGrace == 0 {
 		c.UnavailableGrace = DefaultUnavailableGrace
+	}
+	if c.CatchUpDelay <= 0 {
+		c.CatchUpDelay = 200 * time.Millisecond
 	}
 	if c.Metrics == nil {
 		c.Metrics = noMetrics{}

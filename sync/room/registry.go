@@ -41,8 +41,12 @@ type Registry struct {
 }
 
 // NewRegistry returns a registry whose rooms keep their documents in store.
+// It panics if cfg has a Replicator and store is not a LogStore.
 func NewRegistry(store Store, cfg Config) *Registry {
 	cfg = cfg.withDefaults()
+	if _, ok := store.(LogStore); cfg.Replicator != nil && !ok {
+		panic(fmt.Sprintf("room: a Replicator needs a LogStore; %T is not one", store))
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	g := &Registry{
 		cfg:    cfg,

@@ -21,6 +21,9 @@ const (
 	kindLeave
 	kindDo
 	kindDelete
+	kindRemote       // another node's durable changes (replica.go)
+	kindRemoteDelete // another node deleted the document
+	kindCatchUp      // read what the room lacks from the store's log
 )
 
 // envelope is one item of a room's inbox.
@@ -31,6 +34,10 @@ type envelope struct {
 	readOnly bool // kindSync: the peer may not change the document
 	do       func(doc *core.Doc, exists bool) error
 	reply    chan error // kindDo, kindDelete: buffered, answered once
+	// kindRemote: the changes and the log positions first..last they
+	// were given.
+	changes     [][]byte
+	first, last int64
 }
 
 // peerState is what a room keeps per peer: its sync state (sync/engine's,
@@ -87,7 +94,8 @@ type Room struct {
 	peers    map[Peer]*peerState
 	pending  []core.Change // applied to doc, not yet durable
 	pendingB int64         // bytes in pending
-	lastSeq  int64         // last log sequence appended
+	lastSeq  int64         // log sequence up to which the room holds every logged change
+	pos      logPos        // which log positions the room holds (replica.go)
 	snapSeq  int64         // log sequence the snapshot covers
 	logBytes int64         // bytes appended since the snapshot (approximate)
 	snapSize int64
@@ -100,7 +108,8 @@ type Room struct {
 	backlog []envelope
 	// runCtx is the context of the current turn's store calls.
 	runCtx context.Context
-	// lastTurn is when the room last did anything; idle is the timer
+	// lastTurn is when the room last did anything for this node (turns
+	// that only followed other nodes do not count); idle is the timer
 	// that evicts a parked room without peers (nil while it runs).
 	lastTurn time.Time
 	idle     *time.Timer
@@ -136,6 +145,11 @@ func newRoom(id wire.DocID, g *Registry) *Room {
 // serves the inbox until the room goes quiet (see serve).
 func (r *Room) run(ctx context.Context) {
 	r.cfg.Metrics.RoomOpened()
+	if rep := r.cfg.Replicator; rep != nil {
+		// Before the load, so that no change published after it is
+		// missed; Unfollow is in end.
+		rep.Follow(r.id)
+	}
 	if err := r.load(ctx); err != nil {
 		r.failLoad(err)
 		r.end()
@@ -147,6 +161,9 @@ func (r *Room) run(ctx context.Context) {
 // end marks the room stopped: senders get ErrClosed, the registry's drain
 // stops waiting for it.
 func (r *Room) end() {
+	if rep := r.cfg.Replicator; rep != nil {
+		rep.Unfollow(r.id)
+	}
 	close(r.done)
 	r.cfg.Metrics.RoomClosed()
 	r.reg.wg.Done()
@@ -174,9 +191,15 @@ func (r *Room) serve(ctx context.Context, idleCheck bool) {
 			grace.Stop()
 		}
 	}()
+	// gapC fires when log entries another node published have been
+	// missing for CatchUpDelay: the room reads them from the store.
+	var gapC <-chan time.Time
+	// following: the turn only followed other nodes, which does not keep
+	// an idle room in memory (lastTurn).
+	var following bool
 	var batch []envelope
 	for {
-		if retry == nil && graceC == nil && len(r.backlog) == 0 && ctx.Err() == nil && r.inbox.park(r.parked) {
+		if retry == nil && graceC == nil && gapC == nil && len(r.backlog) == 0 && ctx.Err() == nil && r.inbox.park(r.parked) {
 			return
 		}
 		// While too much is waiting to be stored, or a turn stopped early,
@@ -192,6 +215,7 @@ func (r *Room) serve(ctx context.Context, idleCheck bool) {
 			if len(batch) > 0 {
 				r.turn(ctx, batch)
 			}
+			following = onlyFollowing(batch)
 			clear(batch) // the envelopes' messages are garbage now
 			if cap(batch) > keepCap {
 				batch = nil
@@ -202,12 +226,21 @@ func (r *Room) serve(ctx context.Context, idleCheck bool) {
 		case <-graceC:
 			graceC = nil
 			r.answerUnavailable(time.Now())
+		case <-gapC:
+			gapC = nil
+			if r.pos.gap() {
+				r.turn(ctx, []envelope{{kind: kindCatchUp}})
+			}
+			following = true
 		case <-ctx.Done():
 			r.drain()
 			r.end()
 			return
 		}
-		r.lastTurn = time.Now()
+		if !following {
+			r.lastTurn = time.Now()
+		}
+		following = false
 		if (len(r.pending) > 0 || len(r.backlog) > 0) && retry == nil {
 			retry = time.After(max(r.retry, r.cfg.RetryBackoff))
 		}
@@ -219,13 +252,17 @@ func (r *Room) serve(ctx context.Context, idleCheck bool) {
 			}
 			graceC = grace.C
 		}
+		if gapC == nil && r.pos.gap() {
+			gapC = time.After(r.cfg.CatchUpDelay)
+		}
 	}
 }
 
-// parked arms the idle timer of a room that parks without peers.
+// parked arms the idle timer of a room that parks without peers, for
+// what remains of the idle timeout since its last turn for this node.
 func (r *Room) parked() {
 	if len(r.peers) == 0 {
-		r.idle = time.AfterFunc(r.cfg.IdleTimeout, r.wakeIdle)
+		r.idle = time.AfterFunc(max(0, r.cfg.IdleTimeout-time.Since(r.lastTurn)), r.wakeIdle)
 	}
 }
 
@@ -277,6 +314,7 @@ func (r *Room) load(ctx context.Context) error {
 	}
 	r.stored = true
 	r.lastSeq = st.LastSeq
+	r.pos = logPos{done: st.LastSeq}
 	r.snapSeq = st.LastSeq - int64(len(st.Changes))
 	r.snapSize = int64(len(st.Snapshot))
 	for _, c := range st.Changes {
@@ -394,6 +432,15 @@ func (r *Room) turn(ctx context.Context, batch []envelope) {
 			r.do(env)
 		case kindDelete:
 			r.delete(ctx, env)
+		case kindRemote:
+			r.remote(env)
+		case kindRemoteDelete:
+			if r.exists() {
+				r.log.Info("document deleted on another node")
+				r.dropDocument()
+			}
+		case kindCatchUp:
+			r.catchUp(ctx)
 		}
 	}
 	if !r.settle() {
@@ -574,7 +621,7 @@ func (r *Room) settle() bool {
 func (r *Room) flush(ctx context.Context) bool {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
 	start := time.Now()
-	seq, err := r.reg.store.Append(ctx, r.id, r.pending)
+	first, seq, err := r.append(ctx)
 	cancel()
 	r.cfg.Metrics.StoreWrite(time.Since(start), err)
 	if err != nil {
@@ -590,8 +637,12 @@ func (r *Room) flush(ctx context.Context) bool {
 	r.reg.health.ok()
 	r.retry = 0
 	r.logBytes += r.pendingB
+	if rep := r.cfg.Replicator; rep != nil {
+		rep.Committed(r.id, r.pending, first, seq)
+	}
 	r.pending, r.pendingB = r.pending[:0], 0
-	r.lastSeq = seq
+	r.pos.add(first, seq)
+	r.lastSeq = r.pos.done
 	r.stored = true
 	for _, ps := range r.peers {
 		ps.dirty = true // the heads may have changed: everyone gets a message
@@ -601,6 +652,18 @@ func (r *Room) flush(ctx context.Context) bool {
 	}
 	r.waiters = r.waiters[:0]
 	return true
+}
+
+// append appends the pending changes and returns the log positions of
+// the new ones, first..last. A store that is not followed by other nodes
+// has only this room appending to the document: its new changes follow the
+// room's last position.
+func (r *Room) append(ctx context.Context) (first, last int64, err error) {
+	if ls, ok := r.reg.store.(LogStore); ok && r.cfg.Replicator != nil {
+		return ls.AppendLogged(ctx, r.id, r.pending)
+	}
+	last, err = r.reg.store.Append(ctx, r.id, r.pending)
+	return r.lastSeq + 1, last, err
 }
 
 // exists reports whether the document exists: stored, or with changes.
@@ -645,6 +708,18 @@ func (r *Room) delete(ctx context.Context, env envelope) {
 		env.reply <- fmt.Errorf("delete doc %s: %w", r.id, err)
 		return
 	}
+	if rep := r.cfg.Replicator; rep != nil {
+		rep.Deleted(r.id)
+	}
+	r.dropDocument()
+	r.log.Info("document deleted")
+	env.reply <- nil
+}
+
+// dropDocument empties the room after the document was deleted (here or
+// on another node): its peers are told it is unavailable and leave, and
+// changes not stored yet are dropped.
+func (r *Room) dropDocument() {
 	for p := range r.peers {
 		p.Send(wire.Message{Type: wire.TypeDocUnavailable, TargetID: p.ID(), DocumentID: r.id})
 	}
@@ -658,8 +733,7 @@ func (r *Room) delete(ctx context.Context, env envelope) {
 	r.stored = false
 	r.pending, r.pendingB = r.pending[:0], 0
 	r.lastSeq, r.snapSeq, r.logBytes, r.snapSize = 0, 0, 0, 0
-	r.log.Info("document deleted")
-	env.reply <- nil
+	r.pos = logPos{}
 }
 
 // generate sends every peer that needs one its next sync message, and
@@ -755,6 +829,10 @@ func (r *Room) tookCompaction() {
 	r.compacting = false
 	if res.err != nil {
 		r.compactAfter = time.Now().Add(compactRetry)
+		return
+	}
+	if res.elsewhere {
+		r.snapSeq, r.logBytes = r.lastSeq, 0 // another node compacts it
 		return
 	}
 	if res.throughSeq > r.snapSeq {
