@@ -23,7 +23,8 @@ type Limits struct {
 	// op in a document (default 1<<12).
 	MaxPredsPerOp int
 	// MaxOpsPerMessage bounds the ops of all changes of one sync message or
-	// one imported body together (default 1<<22).
+	// one imported body together (default 1<<24: an offline editor's burst of
+	// 5 MB of typed text is about 4.5 million ops).
 	MaxOpsPerMessage int
 	// MaxDocumentOps bounds the ops and the changes of one document chunk
 	// (a snapshot or an imported document; default 1<<24).
@@ -54,7 +55,7 @@ func DefaultLimits() Limits {
 	return Limits{
 		MaxOpsPerChange:      1 << 20,
 		MaxPredsPerOp:        1 << 12,
-		MaxOpsPerMessage:     1 << 22,
+		MaxOpsPerMessage:     1 << 24,
 		MaxDocumentOps:       1 << 24,
 		MaxDecompressedBytes: 256 << 20,
 		MaxPendingChanges:    1 << 16,
