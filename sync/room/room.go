@@ -268,6 +268,7 @@ func (r *Room) load(ctx context.Context) error {
 	if err := r.fillGraph(); err != nil {
 		return fmt.Errorf("load doc %s: %w", r.id, err)
 	}
+	r.useSnapshot(st.Snapshot)
 	r.stored = true
 	r.lastSeq = st.LastSeq
 	r.snapSeq = st.LastSeq - int64(len(st.Changes))
@@ -276,6 +277,20 @@ func (r *Room) load(ctx context.Context) error {
 		r.logBytes += int64(len(c))
 	}
 	return nil
+}
+
+// useSnapshot hands the store's snapshot (a document chunk, which covers
+// the graph's changes up to its heads) to the graph, for the whole-document
+// sync of peers that have nothing (see "Initial sync" in
+// docs/ARCHITECTURE.md). One it cannot use only costs that: such peers are
+// sent the changes.
+func (r *Room) useSnapshot(snap []byte) {
+	if len(snap) == 0 {
+		return
+	}
+	if err := r.graph.SetSnapshot(snap); err != nil {
+		r.log.Warn("snapshot not usable for whole-document sync", "err", err)
+	}
 }
 
 // setDoc makes doc the room's document, with an empty graph beside it.
@@ -319,10 +334,12 @@ func (r *Room) addToGraph(changes []core.Change) error {
 // start afresh.
 func (r *Room) repairGraph(cause error) {
 	r.log.Error("sync graph disagrees with the document; rebuilding it", "err", cause)
+	snap, _ := r.graph.Snapshot()
 	r.graph = engine.NewDocument(engine.Options{HeldOutside: r.doc})
 	if err := r.fillGraph(); err != nil {
 		r.log.Error("sync graph rebuild failed", "err", err)
 	}
+	r.useSnapshot(snap)
 	for _, ps := range r.peers {
 		ps.sync = engine.NewSyncState()
 		ps.sync.SetReadOnly(ps.readOnly)
@@ -741,6 +758,7 @@ func (r *Room) compact(ctx context.Context) error {
 	r.log.Debug("compacted", "through_seq", r.lastSeq, "changes", r.lastSeq-r.snapSeq,
 		"snapshot_bytes", len(snap), "took", time.Since(start))
 	r.snapSeq, r.logBytes, r.snapSize = r.lastSeq, 0, int64(len(snap))
+	r.useSnapshot(snap)
 	return nil
 }
 
