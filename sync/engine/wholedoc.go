@@ -29,8 +29,9 @@ var ErrBadSnapshot = errors.New("unusable snapshot")
 // possibly followed by change chunks, of which only the document chunk is
 // kept) for whole-document syncs. Its heads must all be in the graph; the
 // changes of the graph it does not cover are sent after it. nil forgets
-// the snapshot: peers are then sent changes. On error the document has no
-// snapshot.
+// the snapshot: peers are then sent changes. A snapshot no smaller than
+// the changes it covers would never be sent, and is not kept (Snapshot
+// reports none). On error the document has no snapshot.
 func (d *Document) SetSnapshot(saved []byte) error {
 	d.snap = snapshot{}
 	if saved == nil {
@@ -45,17 +46,21 @@ func (d *Document) SetSnapshot(saved []byte) error {
 			return fmt.Errorf("%w: head %x is not in the graph", ErrBadSnapshot, h[:4])
 		}
 	}
+	covered := d.g.Bytes()
+	for _, i := range d.g.since(heads) {
+		covered -= len(d.g.node(i).raw)
+	}
+	if n >= covered {
+		return nil
+	}
 	d.snap = snapshot{doc: slices.Clone(saved[:n]), heads: heads}
 	return nil
 }
 
-// SnapshotHeads returns the heads of the snapshot set by SetSnapshot, and
-// false if there is none.
-func (d *Document) SnapshotHeads() ([]Hash, bool) {
-	if d.snap.doc == nil {
-		return nil, false
-	}
-	return slices.Clone(d.snap.heads), true
+// Snapshot returns the document chunk SetSnapshot kept and its heads, or
+// nil if there is none. The caller must not modify the bytes.
+func (d *Document) Snapshot() (doc []byte, heads []Hash) {
+	return d.snap.doc, slices.Clone(d.snap.heads)
 }
 
 // parseDocumentChunk checks the document chunk at the start of b (its

@@ -244,7 +244,7 @@ func TestSetSnapshot(t *testing.T) {
 		if err := d.SetSnapshot(b); !errors.Is(err, ErrBadSnapshot) {
 			t.Fatalf("%.16x…: %v", b, err)
 		}
-		if _, ok := d.SnapshotHeads(); ok {
+		if doc, _ := d.Snapshot(); doc != nil {
 			t.Fatal("a refused snapshot is kept")
 		}
 	}
@@ -257,17 +257,22 @@ func TestSetSnapshot(t *testing.T) {
 	if err := d.SetSnapshot(withChanges); err != nil {
 		t.Fatal(err)
 	}
-	if hs, ok := d.SnapshotHeads(); !ok || !slices.Equal(hs, []Hash{mustHash(t, raw[9])}) {
-		t.Fatalf("snapshot heads %x", hs)
-	}
-	if !bytes.Equal(d.snap.doc, snap) {
-		t.Fatal("kept more than the document chunk")
+	if doc, hs := d.Snapshot(); !bytes.Equal(doc, snap) || !slices.Equal(hs, []Hash{mustHash(t, raw[9])}) {
+		t.Fatalf("kept %d bytes (the document chunk has %d), heads %x", len(doc), len(snap), hs)
 	}
 	if err := d.SetSnapshot(nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := d.SnapshotHeads(); ok {
+	if doc, _ := d.Snapshot(); doc != nil {
 		t.Fatal("SetSnapshot(nil) kept it")
+	}
+	// A snapshot of one change is larger than the change: not kept.
+	one := docOf(t, raw[:1])
+	if err := one.SetSnapshot(snapshotOf(t, raw[:1])); err != nil {
+		t.Fatal(err)
+	}
+	if doc, _ := one.Snapshot(); doc != nil {
+		t.Fatal("kept a snapshot larger than the changes it covers")
 	}
 }
 
