@@ -7,22 +7,9 @@ import { test } from "node:test"
 import assert from "node:assert/strict"
 import { performance } from "node:perf_hooks"
 
-import { A, scope, waitFor, serverAcked, findReady, repoConnected, handlesInSync, headsOf } from "./helpers.mjs"
+import { A, scope, waitFor, serverAcked, findReady, repoConnected, handlesInSync, headsOf, typedDoc } from "./helpers.mjs"
 
 const KEYSTROKES = Number(process.env.TANDEM_WHOLEDOC_KEYSTROKES ?? 20_000)
-
-/** A text typed one keystroke (one change) at a time, as an editor would. */
-export function typedDoc(n) {
-  let doc = A.from({ text: "" })
-  let seed = 1
-  const letters = "abcdefghijklmnopqrstuvwxyz      .,\n"
-  for (let i = 0; i < n; i++) {
-    seed = (seed * 1103515245 + 12345) & 0x7fffffff
-    const pos = seed % 10 === 0 ? Math.floor(i / 2) : i // mostly at the end, sometimes in the middle
-    doc = A.change(doc, d => A.splice(d, ["text"], pos, 0, letters[seed % letters.length]))
-  }
-  return doc
-}
 
 /** Count what the repo's WebSocket receives from now on. */
 function countReceived(repo) {
