@@ -97,4 +97,17 @@ func TestWholeDocumentForFreshV2Peer(t *testing.T) {
 
 	plain := &flagsPeer{client: newClient(t, reg, id, "peer-fresh-v1")}
 	plain.syncWith(a.doc, wire.TypeRequest) // a 0.5 core reads every message
+
+	// A room that loads the document (another registry on the store) uses
+	// the stored snapshot: its logged change follows it.
+	reg2 := newRegistry(t, st, room.Config{})
+	again := &flagsPeer{client: newClient(t, reg2, id, "peer-fresh-v2-reloaded"), flags: true}
+	b, _ = again.message()
+	again.sendRaw(wire.TypeRequest, b)
+	if m, ok = again.next(10 * time.Second); !ok || m.Type != wire.TypeSync {
+		t.Fatalf("no sync message after a reload: %+v", m)
+	}
+	if doc, err = automerge.Load(v2Entry(t, m.Data)); err != nil || !sameHeads(doc, a.doc) {
+		t.Fatalf("after a reload, the entry is not the whole document (%v)", err)
+	}
 }
