@@ -20,7 +20,11 @@ import "slices"
 //     extra messages 0.5.2's "always clear" sends.
 //
 // Messages are V1 with one change chunk per entry and no trailer, which
-// every core version reads, and which keeps peers sending V1. There is no
+// every core version reads, and which keeps peers sending V1; except that
+// a peer that reads V2 (it sent a trailer) and lacks more than a third of
+// the changes (the 0.7.3+ core's rule; a fresh peer lacks all of them) is
+// sent the whole document in one V2 message when the document has a
+// snapshot that makes it smaller (see wholeDocMessage). There is no
 // have_responded (0.5.3): like the 0.5 core, a server whose peer is
 // already in sync says nothing.
 //
