@@ -284,3 +284,105 @@ func mustHash(t testing.TB, raw []byte) Hash {
 	}
 	return c.Hash
 }
+
+// trailerMsg is the automerge-go peer's next message with the trailer of
+// a current core (02 02 84) appended, as a JS 3.x client's messages carry.
+func trailerMsg(t testing.TB, ps *automerge.SyncState) []byte {
+	t.Helper()
+	m, ok := ps.GenerateMessage()
+	if !ok {
+		t.Fatal("the peer sent nothing")
+	}
+	return append(m.Bytes(), 0x02, 0x02, 0x84)
+}
+
+// TestWholeDocBookkeeping (no JS needed): the whole-document message of a
+// fresh trailer peer loads as the document, every change counts as sent
+// until the peer's heads show it has them, and a later change is sent
+// alone; SYNC_RESET and empty heads forget what was sent, as the core
+// does.
+func TestWholeDocBookkeeping(t *testing.T) {
+	doc, raw := linearDoc(t, 400, 2)
+	d := docOf(t, raw)
+	if err := d.SetSnapshot(snapshotOf(t, raw[:350])); err != nil {
+		t.Fatal(err)
+	}
+	peer := automerge.New()
+	ps := automerge.NewSyncState(peer)
+	s := NewSyncState()
+	hello := trailerMsg(t, ps)
+	if _, err := s.Receive(d, hello); err != nil {
+		t.Fatal(err)
+	}
+	out, ok := s.Generate(d)
+	if !ok || out[0] != MessageV2 {
+		t.Fatalf("no V2 message: %v %.2x", ok, out)
+	}
+	if _, ok := s.Generate(d); ok {
+		t.Fatal("a second message while the first is in flight")
+	}
+	// The entry (past heads, need, an empty-filter have of our heads, and
+	// the entry count) loads as the whole document.
+	pre := appendHashes([]byte{MessageV2}, d.Heads())
+	pre = appendHashes(pre, nil)
+	pre = appendHashes(appendUleb(pre, 1), d.Heads())
+	pre = append(pre, 0, 1)
+	if !bytes.HasPrefix(out, pre) {
+		t.Fatalf("message starts %.80x, want %x", out, pre)
+	}
+	r := &reader{b: out[len(pre):]}
+	entry := r.take(r.uleb())
+	if r.err != nil || len(r.b) != 0 {
+		t.Fatalf("entry: %v, %d bytes after it", r.err, len(r.b))
+	}
+	loaded, err := automerge.Load(entry)
+	if err != nil || !slices.Equal(heads(loaded), d.Heads()) {
+		t.Fatalf("the entry loads with heads %x (%v)", heads(loaded), err)
+	}
+	// A change before the peer answers: only it is sent.
+	addRaw(t, d, extend(t, doc, 1))
+	out2, ok := s.Generate(d)
+	if !ok {
+		t.Fatal("nothing sent for the new change")
+	}
+	if m, err := DecodeMessage(out2); err != nil || len(m.Changes) != 1 {
+		t.Fatalf("second message: %v %+v", err, m)
+	}
+	// The peer, having loaded the entry, answers with the heads it has.
+	lps := automerge.NewSyncState(loaded)
+	if _, err := s.Receive(d, trailerMsg(t, lps)); err != nil {
+		t.Fatal(err)
+	}
+	if s.sentAll != 0 || len(s.sent) != 1 {
+		t.Fatalf("after the peer's heads: %d below, %d more sent (want only the new change)", s.sentAll, len(s.sent))
+	}
+
+	// Empty heads (the peer lost its data) and SYNC_RESET forget the
+	// whole-document send: it is sent again.
+	for _, trailer := range [][]byte{{0x02, 0x02, 0x84}, nil} {
+		s := NewSyncState()
+		if _, err := s.Receive(d, hello); err != nil {
+			t.Fatal(err)
+		}
+		if out, ok := s.Generate(d); !ok || out[0] != MessageV2 {
+			t.Fatal("no whole document")
+		}
+		again := slices.Clone(hello)
+		if trailer == nil {
+			again = append(again[:len(again)-3], 0x02, 0x02, 0x85) // SYNC_RESET
+			m, _ := DecodeMessage(again)
+			if m.Flags&FlagSyncReset == 0 {
+				t.Fatal("no reset flag")
+			}
+		}
+		if _, err := s.Receive(d, again); err != nil {
+			t.Fatal(err)
+		}
+		if s.sentAll != 0 {
+			t.Fatalf("sent not forgotten (trailer %x)", trailer)
+		}
+		if out, ok := s.Generate(d); !ok || out[0] != MessageV2 {
+			t.Fatalf("the whole document is not sent again (trailer %x)", trailer)
+		}
+	}
+}
