@@ -29,7 +29,10 @@
 //
 // Compatibility: Generate writes V1 messages with one change chunk per
 // entry and no trailer, as the 0.5 core (automerge-go) does, so that peers
-// of every core version read them and keep sending V1; Receive reads V1
+// of every core version read them and keep sending V1 (the exception: a
+// peer that sent a trailer, so reads V2, and lacks more than a third of the
+// changes is sent the document's snapshot in one V2 message, see
+// SetSnapshot); Receive reads V1
 // and V2 messages of change chunks and the trailer of current cores. The
 // decisions are the 0.5 core's (differential tests check messages byte for
 // byte), except where that core can stall; see Generate.

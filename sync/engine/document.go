@@ -15,6 +15,7 @@ type Document struct {
 	g    *Graph
 	held heldSet
 	opts Options
+	snap snapshot // for whole-document syncs (SetSnapshot)
 }
 
 // Options configure a Document. Zero fields take their defaults.

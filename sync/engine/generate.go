@@ -20,7 +20,11 @@ import "slices"
 //     extra messages 0.5.2's "always clear" sends.
 //
 // Messages are V1 with one change chunk per entry and no trailer, which
-// every core version reads, and which keeps peers sending V1. There is no
+// every core version reads, and which keeps peers sending V1; except that
+// a peer that reads V2 (it sent a trailer) and lacks more than a third of
+// the changes (the 0.7.3+ core's rule; a fresh peer lacks all of them) is
+// sent the whole document in one V2 message when the document has a
+// snapshot that makes it smaller (see wholeDocMessage). There is no
 // have_responded (0.5.3): like the 0.5 core, a server whose peer is
 // already in sync says nothing.
 //
@@ -64,6 +68,12 @@ func (s *SyncState) Generate(d *Document) ([]byte, bool) {
 		}
 	}
 
+	if len(send) > 0 && s.trailer && len(send) > g.Len()/3 {
+		if entry, ok := d.wholeDoc(send); ok {
+			return s.wholeDocMessage(g, ourHeads, need, withHave, entry), true
+		}
+	}
+
 	var bloom BloomFilter
 	if withHave {
 		since := g.since(s.sharedHeads)
@@ -102,6 +112,37 @@ func (s *SyncState) Generate(d *Document) ([]byte, bool) {
 	s.lastSentHeads = ourHeads
 	s.inFlight = true
 	return b, true
+}
+
+// wholeDocMessage is the message of a whole-document sync: V2, our heads,
+// need, and the document in one entry (see wholeDoc); every change counts
+// as sent, as the core marks every hash after send_doc. Its have (when
+// there is one) is our heads with an empty filter rather than the core's
+// filter over every change since the shared heads: once the peer has
+// loaded the entry it has everything up to our heads, so what it sends
+// back is exactly its changes since them, and the message stays the size
+// of the document (the filter of a new session holds every change, ~1.25
+// bytes each). No trailer: the peer keeps sending V1, which is all this
+// engine reads from writers.
+func (s *SyncState) wholeDocMessage(g *Graph, ourHeads, need []Hash, withHave bool, entry []byte) []byte {
+	b := make([]byte, 0, 1+10+32*len(ourHeads)+10+32*len(need)+1+10+32*len(ourHeads)+1+1+10+len(entry))
+	b = append(b, MessageV2)
+	b = appendHashes(b, ourHeads)
+	b = appendHashes(b, need)
+	if withHave {
+		b = appendUleb(b, 1)
+		b = appendHashes(b, ourHeads)
+		b = appendUleb(b, 0)
+	} else {
+		b = appendUleb(b, 0)
+	}
+	b = appendUleb(b, 1)
+	b = appendUleb(b, uint64(len(entry)))
+	b = append(b, entry...)
+	s.sent, s.sentAll = nil, uint32(g.Len())
+	s.lastSentHeads = ourHeads
+	s.inFlight = true
+	return b
 }
 
 // resetMessage is the core's Message::reset: our heads and one empty have
@@ -188,6 +229,9 @@ func (s *SyncState) answersNeed(g *Graph, send []uint32) bool {
 }
 
 func (s *SyncState) wasSent(n uint32) bool {
+	if n < s.sentAll {
+		return true
+	}
 	_, ok := s.sent[n]
 	return ok
 }

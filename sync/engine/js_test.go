@@ -70,6 +70,7 @@ type jsReply struct {
 	Have    int      `json:"have"`
 	Changes int      `json:"changes"`
 	Version string   `json:"version"`
+	Size    int      `json:"size"`
 }
 
 func (js *jsPeers) call(cmd map[string]any) jsReply {

@@ -18,7 +18,11 @@ type SyncState struct {
 	theirNeed  *[]Hash
 	theirHave  *[]Have
 	sent       map[uint32]struct{} // graph nodes sent this session, not yet in their history
-	inFlight   bool
+	// sentAll: the nodes below it were sent in a whole document and none
+	// is known to be in their history yet (part of sent, kept as a bound
+	// so that a whole-document sync does not fill sent with every node).
+	sentAll  uint32
+	inFlight bool
 
 	// readOnly: we do not take the peer's changes (it may only read).
 	readOnly bool
@@ -172,18 +176,19 @@ func (s *SyncState) apply(d *Document, m *Message, admit Admit) (Received, error
 	if m.Trailer {
 		s.trailer = true
 		if m.Flags&FlagSyncReset != 0 {
-			s.sent = nil
+			s.sent, s.sentAll = nil, 0
 		}
 		s.peerReadOnly = m.Flags&FlagReadOnly != 0
 	}
 	g.removeAncestors(s.sent, m.Heads)
+	s.trimSentAll(g, m.Heads)
 	if len(s.sent) == 0 {
 		// An emptied map keeps its buckets, and ranging over it (as
 		// removeAncestors does) would cost what the largest send was
 		// (a whole history, after a first sync) at every message.
 		s.sent = nil
 	}
-	if len(s.sent) == 0 || heard {
+	if (len(s.sent) == 0 && s.sentAll == 0) || heard {
 		s.inFlight = false
 	}
 	if len(m.Changes) == 0 && slices.Equal(m.Heads, before) {
@@ -201,7 +206,7 @@ func (s *SyncState) apply(d *Document, m *Message, admit Admit) (Received, error
 		s.sharedHeads = slices.Clone(m.Heads)
 		if len(m.Heads) == 0 { // the peer lost its data: send everything again
 			s.lastSentHeads = nil
-			s.sent = nil
+			s.sent, s.sentAll = nil, 0
 		}
 	} else {
 		shared := slices.Clone(s.sharedHeads)
@@ -218,6 +223,32 @@ func (s *SyncState) apply(d *Document, m *Message, admit Admit) (Received, error
 	}
 	s.theirHeads, s.theirNeed, s.theirHave = &heads, &need, &have
 	return res, nil
+}
+
+// trimSentAll is removeAncestors for the nodes sent in a whole document:
+// once the peer's heads show that it has any of them, those it does not
+// have yet (none, normally: it loaded the document) move to sent. Until
+// then the peer's heads lead to none of them, and the bound stays.
+func (s *SyncState) trimSentAll(g *Graph, heads []Hash) {
+	if s.sentAll == 0 || len(heads) == 0 {
+		return
+	}
+	var rest []uint32
+	for _, n := range g.since(heads) {
+		if n < s.sentAll {
+			rest = append(rest, n)
+		}
+	}
+	if len(rest) == int(s.sentAll) {
+		return
+	}
+	if len(rest) > 0 && s.sent == nil {
+		s.sent = make(map[uint32]struct{}, len(rest))
+	}
+	for _, n := range rest {
+		s.sent[n] = struct{}{}
+	}
+	s.sentAll = 0
 }
 
 // advanceHeads is the core's advance_heads: heads that appeared by

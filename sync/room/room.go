@@ -312,6 +312,7 @@ func (r *Room) load(ctx context.Context) error {
 	if err := r.fillGraph(); err != nil {
 		return fmt.Errorf("load doc %s: %w", r.id, err)
 	}
+	r.useSnapshot(st.Snapshot)
 	r.stored = true
 	r.lastSeq = st.LastSeq
 	r.pos = logPos{done: st.LastSeq}
@@ -321,6 +322,34 @@ func (r *Room) load(ctx context.Context) error {
 		r.logBytes += int64(len(c))
 	}
 	return nil
+}
+
+// useSnapshot hands the store's snapshot (a document chunk, which covers
+// the graph's changes up to its heads) to the graph, for the whole-document
+// sync of peers that have nothing (see "Initial sync" in
+// docs/ARCHITECTURE.md). One it cannot use only costs that: such peers are
+// sent the changes.
+func (r *Room) useSnapshot(snap []byte) {
+	if len(snap) == 0 {
+		return
+	}
+	if err := r.graph.SetSnapshot(snap); err != nil {
+		r.log.Warn("snapshot not usable for whole-document sync", "err", err)
+	}
+}
+
+// snapshotCovered reports whether the graph has every head of a snapshot
+// the compactor saved from the store (in a cluster, the store may hold
+// changes of other nodes that this room has not applied yet; such a
+// snapshot waits for the next compaction).
+func (r *Room) snapshotCovered(heads []core.Hash) bool {
+	g := r.graph.Graph()
+	for _, h := range heads {
+		if !g.Has(engine.Hash(h)) {
+			return false
+		}
+	}
+	return len(heads) > 0
 }
 
 // setDoc makes doc the room's document, with an empty graph beside it.
@@ -364,10 +393,12 @@ func (r *Room) addToGraph(changes []core.Change) error {
 // start afresh.
 func (r *Room) repairGraph(cause error) {
 	r.log.Error("sync graph disagrees with the document; rebuilding it", "err", cause)
+	snap, _ := r.graph.Snapshot()
 	r.graph = engine.NewDocument(engine.Options{HeldOutside: r.doc})
 	if err := r.fillGraph(); err != nil {
 		r.log.Error("sync graph rebuild failed", "err", err)
 	}
+	r.useSnapshot(snap)
 	for _, ps := range r.peers {
 		ps.sync = engine.NewSyncState()
 		ps.sync.SetReadOnly(ps.readOnly)
@@ -400,6 +431,7 @@ func (r *Room) failLoad(err error) {
 // only then sends sync messages.
 func (r *Room) turn(ctx context.Context, batch []envelope) {
 	r.runCtx = ctx
+	r.tookCompaction() // a new snapshot serves this turn's whole-document syncs
 	if len(r.backlog) > 0 {
 		batch = append(r.backlog, batch...)
 		r.backlog = nil
@@ -446,7 +478,6 @@ func (r *Room) turn(ctx context.Context, batch []envelope) {
 	if !r.settle() {
 		return
 	}
-	r.tookCompaction()
 	if r.lastSeq-r.snapSeq >= r.cfg.CompactChanges ||
 		(r.logBytes >= r.cfg.CompactBytes && r.logBytes > r.snapSize) {
 		r.compact(false)
@@ -840,6 +871,9 @@ func (r *Room) tookCompaction() {
 			r.logBytes = 0
 		} // else what was appended during the job stays counted, with some it covered
 		r.snapSeq, r.snapSize = res.throughSeq, int64(len(res.snapshot))
+	}
+	if r.snapshotCovered(res.heads) {
+		r.useSnapshot(res.snapshot)
 	}
 }
 

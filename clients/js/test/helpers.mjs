@@ -697,4 +697,17 @@ export async function findReady(repo, url, ms = 15_000) {
   return handle
 }
 
+/** A text typed one keystroke (one change) at a time, as an editor would. */
+export function typedDoc(n) {
+  let doc = A.from({ text: "" })
+  let seed = 1
+  const letters = "abcdefghijklmnopqrstuvwxyz      .,\n"
+  for (let i = 0; i < n; i++) {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff
+    const pos = seed % 10 === 0 ? Math.floor(i / 2) : i // mostly at the end, sometimes in the middle
+    doc = A.change(doc, d => A.splice(d, ["text"], pos, 0, letters[seed % letters.length]))
+  }
+  return doc
+}
+
 export { A, Repo, WebSocketClientAdapter, WebSocket }

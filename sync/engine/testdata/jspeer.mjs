@@ -8,6 +8,7 @@
 //   {"op":"recv","id":N,"msg":HEX}         receiveSyncMessage
 //   {"op":"reset","id":N}                  a fresh sync state (a reconnect)
 //   {"op":"heads","id":N}                  → {"heads":[HEX…]}
+//   {"op":"save","id":N}                   → {"size":N}: save()'s length
 //   {"op":"decode","msg":HEX}              → decodeSyncMessage's fields
 //   {"op":"version"}                         → the package's version
 //
@@ -59,6 +60,8 @@ function handle(c) {
       return {};
     case "heads":
       return { heads: A.getHeads(p.doc) };
+    case "save":
+      return { size: A.save(p.doc).byteLength };
     case "decode": {
       const m = A.decodeSyncMessage(bytes(c.msg));
       return { heads: m.heads, need: m.need, have: m.have.length, changes: m.changes.length };
