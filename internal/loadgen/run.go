@@ -491,6 +491,20 @@ func syncDocs(ctx context.Context, groups []*docGroup, history int) error {
 	if err != nil {
 		return fmt.Errorf("sync documents to their clients: %w", err)
 	}
+	// Each client applies what it fetched to its automerge-go document now
+	// rather than at its first edit: with a long history that is seconds
+	// per client, which would stall the load and its clients' reading.
+	err = forEach(ctx, joiners, runtime.GOMAXPROCS(0), func(ctx context.Context, c *client) error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if err := c.rep.merge(); err != nil {
+			return err
+		}
+		return c.resolveObjects()
+	})
+	if err != nil {
+		return fmt.Errorf("apply the documents' histories: %w", err)
+	}
 	return nil
 }
 

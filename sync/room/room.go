@@ -478,11 +478,19 @@ func (r *Room) turn(ctx context.Context, batch []envelope) {
 	if !r.settle() {
 		return
 	}
-	if r.lastSeq-r.snapSeq >= r.cfg.CompactChanges ||
+	if logged := r.lastSeq - r.snapSeq; (logged >= r.cfg.CompactChanges && logged*compactShare >= r.lastSeq) ||
 		(r.logBytes >= r.cfg.CompactBytes && r.logBytes > r.snapSize) {
 		r.compact(false)
 	}
 }
+
+// compactShare: a document is compacted for its log's length only once the
+// log holds at least 1/compactShare of its history as well as
+// CompactChanges changes. A compaction loads and saves the whole document,
+// so compacting a long history every CompactChanges changes would cost
+// each change in proportion to the history; this way the cost per change
+// stays flat, and a reload replays at most an eighth of the history.
+const compactShare = 8
 
 func (r *Room) receive(p Peer, msg wire.Message, readOnly bool) {
 	ps := r.peers[p]
