@@ -105,29 +105,9 @@ func parseDocumentChunk(b []byte) (int, []Hash, error) {
 // the changes after it in causal order, if the document has a snapshot
 // and the entry is smaller than the changes in send: the bytes a peer
 // that lacks send is spared by being sent the document instead.
-//
-// Without a snapshot, a peer that lacks every change (a fresh one) is sent
-// them all, in causal order, as the one entry of a V2 message: the same
-// bytes as V1 entries, but a JS peer loads one entry into its empty
-// document as a whole (load_incremental), several times faster than it
-// applies V1's changes one by one (a 5.5-million-character text: about 4
-// s instead of 13).
 func (d *Document) wholeDoc(send []uint32) ([]byte, bool) {
 	if d.snap.doc == nil {
-		g := d.g
-		if len(send) != g.Len() {
-			return nil, false
-		}
-		order := slices.Sorted(slices.Values(send)) // node order is causal
-		size := 0
-		for _, n := range order {
-			size += len(g.node(n).raw)
-		}
-		entry := make([]byte, 0, size)
-		for _, n := range order {
-			entry = append(entry, g.node(n).raw...)
-		}
-		return entry, true
+		return nil, false
 	}
 	g := d.g
 	budget := 0

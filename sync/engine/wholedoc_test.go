@@ -386,34 +386,3 @@ func TestWholeDocBookkeeping(t *testing.T) {
 		}
 	}
 }
-
-// TestWholeHistoryWithoutSnapshot: a fresh V2 peer of a document without
-// a snapshot is sent every change in the one entry of a V2 message, which
-// the JS peer loads as a whole; it converges, and later messages resend
-// nothing.
-func TestWholeHistoryWithoutSnapshot(t *testing.T) {
-	js := startJS(t)
-	_, raw := linearDoc(t, 500, 3)
-	d := docOf(t, raw)
-	js.call(map[string]any{"op": "new", "id": 30, "actor": fmt.Sprintf("%032x", 0x30)})
-	sent := driveJS(t, js, 30, d, NewSyncState())
-	if len(sent) == 0 || sent[0][0] != MessageV2 {
-		t.Fatalf("first message: %d messages, type %x", len(sent), sent[0][:1])
-	}
-	r := js.call(map[string]any{"op": "decode", "msg": hex.EncodeToString(sent[0])})
-	all := 0
-	for _, c := range raw {
-		all += len(c)
-	}
-	if r.Err != "" || r.Changes != 1 || len(sent[0]) > all+200 {
-		t.Fatalf("JS read %+v from a message of %d bytes (the changes: %d)", r, len(sent[0]), all)
-	}
-	for _, b := range sent[1:] {
-		if m, err := DecodeMessage(b); err != nil || len(m.Changes) > 0 {
-			t.Fatalf("a later message resends changes: %v %+v", err, m)
-		}
-	}
-	if got := js.call(map[string]any{"op": "heads", "id": 30}).Heads; !slices.Equal(got, hexHashes(d.Heads())) {
-		t.Fatalf("JS peer at %v, the engine at %v", got, hexHashes(d.Heads()))
-	}
-}
