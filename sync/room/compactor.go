@@ -38,6 +38,7 @@ type compactor struct {
 // of the cluster compacts the document, or why it failed.
 type compaction struct {
 	throughSeq int64
+	logBytes   int64 // of the logged changes the snapshot took in
 	snapshot   []byte
 	heads      []core.Hash
 	elsewhere  bool
@@ -143,7 +144,11 @@ func (c *compactor) compact(r *Room) compaction {
 	}
 	r.log.Debug("compacted", "through_seq", st.LastSeq, "changes", len(st.Changes),
 		"snapshot_bytes", len(snap), "took", time.Since(start))
-	return compaction{throughSeq: st.LastSeq, snapshot: snap, heads: heads}
+	logBytes := int64(0)
+	for _, c := range st.Changes {
+		logBytes += int64(len(c))
+	}
+	return compaction{throughSeq: st.LastSeq, logBytes: logBytes, snapshot: snap, heads: heads}
 }
 
 // wait returns when the queue is empty and no job runs, or ctx ends.

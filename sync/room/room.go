@@ -875,9 +875,11 @@ func (r *Room) tookCompaction() {
 		return
 	}
 	if res.throughSeq > r.snapSeq {
+		// What was appended during the job stays counted.
+		r.logBytes = max(0, r.logBytes-res.logBytes)
 		if res.throughSeq >= r.lastSeq {
 			r.logBytes = 0
-		} // else what was appended during the job stays counted, with some it covered
+		}
 		r.snapSeq, r.snapSize = res.throughSeq, int64(len(res.snapshot))
 	}
 	if r.snapshotCovered(res.heads) {
