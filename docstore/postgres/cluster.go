@@ -49,15 +49,7 @@ func (p *Store) ChangesAfter(ctx context.Context, id wire.DocID, after int64) (r
 	if err != nil {
 		return room.StoredDoc{}, fmt.Errorf("postgres: changes of %s after %d: %w", id, after, err)
 	}
-	if len(doc.Changes) == 0 {
-		doc.Changes = nil
-	}
-	for i, c := range doc.Changes {
-		if c == nil {
-			doc.Changes[i] = []byte{}
-		}
-	}
-	return doc, nil
+	return normalizeChanges(doc), nil
 }
 
 // LockCompaction implements room.CompactionLocker with a session advisory

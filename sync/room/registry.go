@@ -166,17 +166,7 @@ func (g *Registry) call(ctx context.Context, id wire.DocID, env envelope) error 
 
 // Leave tells the document's room, if it is in memory, that peer has gone.
 func (g *Registry) Leave(ctx context.Context, id wire.DocID, peer Peer) {
-	g.mu.Lock()
-	r := g.rooms[id]
-	if r != nil {
-		r.refs++
-	}
-	g.mu.Unlock()
-	if r == nil {
-		return
-	}
-	defer g.release(r)
-	_ = r.inbox.put(ctx, r.done, envelope{kind: kindLeave, peer: peer}) // a stopped room has no peers to forget
+	_ = g.deliverExisting(ctx, id, envelope{kind: kindLeave, peer: peer}) // a stopped room has no peers to forget
 }
 
 // Peers returns the peers currently in the document's room (those that
