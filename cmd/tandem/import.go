@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tandem-sync/tandem/internal/leb128"
 	"github.com/tandem-sync/tandem/sync/core"
 	"github.com/tandem-sync/tandem/sync/room"
 	"github.com/tandem-sync/tandem/sync/wire"
@@ -413,18 +414,10 @@ func changesMessage(changes []core.Change) []byte {
 	}
 	b := make([]byte, 0, n)
 	b = append(b, 0x42, 0, 0, 0) // type, heads, needs, haves
-	b = appendUleb(b, uint64(len(changes)))
+	b = leb128.AppendUint(b, uint64(len(changes)))
 	for _, c := range changes {
-		b = appendUleb(b, uint64(len(c.Data)))
+		b = leb128.AppendUint(b, uint64(len(c.Data)))
 		b = append(b, c.Data...)
 	}
 	return b
-}
-
-func appendUleb(b []byte, v uint64) []byte {
-	for v >= 0x80 {
-		b = append(b, byte(v)|0x80)
-		v >>= 7
-	}
-	return append(b, byte(v))
 }

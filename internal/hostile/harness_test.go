@@ -21,6 +21,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/tandem-sync/tandem/internal/leb128"
 	"github.com/tandem-sync/tandem/sync/wire"
 )
 
@@ -405,20 +406,12 @@ func (a *attacker) closed(timeout time.Duration) (code websocket.StatusCode, err
 // haves, carrying chunks as its changes.
 func syncMessage(chunks ...[]byte) []byte {
 	b := []byte{0x42, 0, 0, 0}
-	b = appendUleb(b, uint64(len(chunks)))
+	b = leb128.AppendUint(b, uint64(len(chunks)))
 	for _, c := range chunks {
-		b = appendUleb(b, uint64(len(c)))
+		b = leb128.AppendUint(b, uint64(len(c)))
 		b = append(b, c...)
 	}
 	return b
-}
-
-func appendUleb(b []byte, v uint64) []byte {
-	for v >= 0x80 {
-		b = append(b, byte(v)|0x80)
-		v >>= 7
-	}
-	return append(b, byte(v))
 }
 
 // rawConn is a WebSocket connection driven frame by frame, for what no

@@ -1,6 +1,10 @@
 package core
 
-import "bytes"
+import (
+	"bytes"
+
+	"github.com/tandem-sync/tandem/internal/leb128"
+)
 
 // Canonical encoding. The 0.5 core saves a document as its ops and, when it
 // loads one, rebuilds each change by encoding those ops again: a change
@@ -44,7 +48,7 @@ func (e *rleEnc[T]) flushRun(v T, n int) {
 
 func (e *rleEnc[T]) flushNulls(n int) {
 	e.out = appendSleb(e.out, 0)
-	e.out = appendUleb(e.out, uint64(n))
+	e.out = leb128.AppendUint(e.out, uint64(n))
 }
 
 func (e *rleEnc[T]) flushLit(vs []T) {
@@ -118,10 +122,10 @@ func (e *rleEnc[T]) finish() []byte {
 	return e.out
 }
 
-func newUintEnc() *rleEnc[uint64] { return &rleEnc[uint64]{put: appendUleb} }
+func newUintEnc() *rleEnc[uint64] { return &rleEnc[uint64]{put: leb128.AppendUint} }
 func newIntEnc() *rleEnc[int64]   { return &rleEnc[int64]{put: appendSleb} }
 func newStrEnc() *rleEnc[string] {
-	return &rleEnc[string]{put: func(b []byte, s string) []byte { return append(appendUleb(b, uint64(len(s))), s...) }}
+	return &rleEnc[string]{put: func(b []byte, s string) []byte { return append(leb128.AppendUint(b, uint64(len(s))), s...) }}
 }
 
 type deltaEnc struct {
@@ -147,7 +151,7 @@ func (e *boolEnc) add(v bool) {
 		e.n++
 		return
 	}
-	e.out = appendUleb(e.out, e.n)
+	e.out = leb128.AppendUint(e.out, e.n)
 	e.last, e.n = v, 1
 }
 
@@ -156,7 +160,7 @@ func (e *boolEnc) finish() []byte {
 		return nil
 	}
 	if e.n > 0 {
-		e.out = appendUleb(e.out, e.n)
+		e.out = leb128.AppendUint(e.out, e.n)
 	}
 	return e.out
 }
@@ -239,19 +243,19 @@ func (e *canonEncoder) columns() []column {
 // columns.
 func appendChangeData(b []byte, c *changeChunk, cols []column) []byte {
 	b = appendHashes(b, c.deps)
-	b = append(appendUleb(b, uint64(len(c.actor))), c.actor...)
-	b = appendUleb(b, c.seq)
-	b = appendUleb(b, c.startOp)
+	b = append(leb128.AppendUint(b, uint64(len(c.actor))), c.actor...)
+	b = leb128.AppendUint(b, c.seq)
+	b = leb128.AppendUint(b, c.startOp)
 	b = appendSleb(b, c.time)
-	b = append(appendUleb(b, uint64(len(c.message))), c.message...)
-	b = appendUleb(b, uint64(len(c.others)))
+	b = append(leb128.AppendUint(b, uint64(len(c.message))), c.message...)
+	b = leb128.AppendUint(b, uint64(len(c.others)))
 	for _, o := range c.others {
-		b = append(appendUleb(b, uint64(len(o))), o...)
+		b = append(leb128.AppendUint(b, uint64(len(o))), o...)
 	}
-	b = appendUleb(b, uint64(len(cols)))
+	b = leb128.AppendUint(b, uint64(len(cols)))
 	for _, col := range cols {
-		b = appendUleb(b, uint64(col.spec))
-		b = appendUleb(b, uint64(len(col.data)))
+		b = leb128.AppendUint(b, uint64(col.spec))
+		b = leb128.AppendUint(b, uint64(len(col.data)))
 	}
 	for _, col := range cols {
 		b = append(b, col.data...)

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"math"
+
+	"github.com/tandem-sync/tandem/internal/leb128"
 )
 
 // Change chunks (SYNC-ALGORITHM.md §1.1; the binary format spec's "change
@@ -111,7 +113,7 @@ func decodeChange(ch chunk, raw []byte, lim *Limits) (*changeChunk, error) {
 			return nil, fmt.Errorf("compressed change: %w", err)
 		}
 		data = inflated
-		raw = appendUleb([]byte{0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, chunkChange}, uint64(len(data)))
+		raw = leb128.AppendUint([]byte{0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, chunkChange}, uint64(len(data)))
 		raw = append(raw, data...)
 		ch.hash = sha256.Sum256(raw[8:])
 		copy(raw[4:8], ch.hash[:4])

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/automerge/automerge-go"
+
+	"github.com/tandem-sync/tandem/internal/leb128"
 )
 
 // A test encoder for document chunks, and one test per document rule.
@@ -115,16 +117,16 @@ func nonEmpty(cols []column) []column {
 }
 
 func (d *testDoc) chunk() []byte {
-	b := appendUleb(nil, uint64(len(d.actors)))
+	b := leb128.AppendUint(nil, uint64(len(d.actors)))
 	for _, a := range d.actors {
-		b = append(appendUleb(b, uint64(len(a))), a...)
+		b = append(leb128.AppendUint(b, uint64(len(a))), a...)
 	}
 	b = appendHashes(b, d.heads)
 	changes, ops := d.columns()
 	for _, cols := range [][]column{changes, ops} {
-		b = appendUleb(b, uint64(len(cols)))
+		b = leb128.AppendUint(b, uint64(len(cols)))
 		for _, c := range cols {
-			b = appendUleb(appendUleb(b, uint64(c.spec)), uint64(len(c.data)))
+			b = leb128.AppendUint(leb128.AppendUint(b, uint64(c.spec)), uint64(len(c.data)))
 		}
 	}
 	for _, cols := range [][]column{changes, ops} {

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/automerge/automerge-go"
+
+	"github.com/tandem-sync/tandem/internal/leb128"
 )
 
 // A test encoder for change and document chunks. Its column encoders follow
@@ -60,7 +62,7 @@ func (c *testChange) data() []byte {
 
 // frame wraps data as a chunk of the given type, with its checksum.
 func frame(typ byte, data []byte) []byte {
-	body := append(appendUleb([]byte{typ}, uint64(len(data))), data...)
+	body := append(leb128.AppendUint([]byte{typ}, uint64(len(data))), data...)
 	sum := sha256.Sum256(body)
 	return append(append(slices.Clone(chunkMagic[:]), sum[:4]...), body...)
 }

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/automerge/automerge-go"
+
+	"github.com/tandem-sync/tandem/internal/leb128"
 )
 
 // The core is Rust behind cgo, built with panic=abort: a panic in it kills
@@ -212,7 +214,7 @@ func FuzzReceiveChange(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		c := frame(chunkChange, body)
 		msg := append(syncMessage{}.encodeWithoutChanges()[:4], 1)
-		msg = append(appendUleb(msg, uint64(len(c))), c...)
+		msg = append(leb128.AppendUint(msg, uint64(len(c))), c...)
 		d := fuzzServer(t, bc)
 		s := d.NewSyncState()
 		if _, err := s.Receive(msg); err == nil {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tandem-sync/tandem/internal/leb128"
 )
 
 // Hand-built changes against a hand-built document, one per rule.
@@ -60,9 +62,9 @@ func baseDoc(t testing.TB) *Doc {
 
 func messageOf(chunks ...[]byte) []byte {
 	b := []byte{0x42, 0, 0, 0}
-	b = appendUleb(b, uint64(len(chunks)))
+	b = leb128.AppendUint(b, uint64(len(chunks)))
 	for _, c := range chunks {
-		b = append(appendUleb(b, uint64(len(c))), c...)
+		b = append(leb128.AppendUint(b, uint64(len(c))), c...)
 	}
 	return b
 }
@@ -293,11 +295,11 @@ func keyBomb() *testChange {
 	c.cols = func([]column) []column {
 		n := appendSleb(nil, 1<<20)
 		return []column{
-			{21, append(slices.Clone(n), append(appendUleb(nil, 1), 'k')...)}, // key "k"
-			{52, appendUleb(nil, 1<<20)},                                      // no inserts
-			{66, append(slices.Clone(n), 3)},                                  // deletes
-			{86, append(slices.Clone(n), 0)},                                  // null values
-			{112, append(slices.Clone(n), 0)},                                 // no preds
+			{21, append(slices.Clone(n), append(leb128.AppendUint(nil, 1), 'k')...)}, // key "k"
+			{52, leb128.AppendUint(nil, 1<<20)},                                      // no inserts
+			{66, append(slices.Clone(n), 3)},                                         // deletes
+			{86, append(slices.Clone(n), 0)},                                         // null values
+			{112, append(slices.Clone(n), 0)},                                        // no preds
 		}
 	}
 	return c

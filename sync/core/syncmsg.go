@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+
+	"github.com/tandem-sync/tandem/internal/leb128"
 )
 
 // The Automerge core this server links (automerge-go, Rust core 0.5.0) is
@@ -410,34 +412,26 @@ func (m syncMessage) encode(changes []*changeChunk) []byte {
 	b := []byte{msgV1}
 	b = appendHashes(b, m.heads)
 	b = appendHashes(b, m.need)
-	b = appendUleb(b, uint64(len(m.haves)))
+	b = leb128.AppendUint(b, uint64(len(m.haves)))
 	for _, h := range m.haves {
 		b = appendHashes(b, h.lastSync)
-		b = appendUleb(b, uint64(len(h.bloom)))
+		b = leb128.AppendUint(b, uint64(len(h.bloom)))
 		b = append(b, h.bloom...)
 	}
-	b = appendUleb(b, uint64(len(changes)))
+	b = leb128.AppendUint(b, uint64(len(changes)))
 	for _, c := range changes {
-		b = appendUleb(b, uint64(len(c.raw)))
+		b = leb128.AppendUint(b, uint64(len(c.raw)))
 		b = append(b, c.raw...)
 	}
 	return b
 }
 
 func appendHashes(b []byte, hs []Hash) []byte {
-	b = appendUleb(b, uint64(len(hs)))
+	b = leb128.AppendUint(b, uint64(len(hs)))
 	for _, h := range hs {
 		b = append(b, h[:]...)
 	}
 	return b
-}
-
-func appendUleb(b []byte, v uint64) []byte {
-	for v >= 0x80 {
-		b = append(b, byte(v)|0x80)
-		v >>= 7
-	}
-	return append(b, byte(v))
 }
 
 // askForPending rewrites a message the core generated so that it asks the
@@ -507,7 +501,7 @@ func (s *SyncState) askForPending(msg []byte) []byte {
 	if keepHave {
 		out = append(out, msg[needEnd:havesEnd]...)
 	} else {
-		out = appendUleb(out, 0)
+		out = leb128.AppendUint(out, 0)
 	}
 	return append(out, msg[havesEnd:]...)
 }

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/tandem-sync/tandem/internal/leb128"
 )
 
 // Bloom filter parameters the Automerge core writes (about 1% false
@@ -105,9 +107,9 @@ func (f BloomFilter) AppendEncoded(b []byte) []byte {
 	if f.entries == 0 {
 		return b
 	}
-	b = appendUleb(b, uint64(f.entries))
-	b = appendUleb(b, uint64(f.bitsPerEntry))
-	b = appendUleb(b, uint64(f.probes))
+	b = leb128.AppendUint(b, uint64(f.entries))
+	b = leb128.AppendUint(b, uint64(f.bitsPerEntry))
+	b = leb128.AppendUint(b, uint64(f.probes))
 	return append(b, f.bits...)
 }
 

@@ -1,6 +1,10 @@
 package engine
 
-import "slices"
+import (
+	"slices"
+
+	"github.com/tandem-sync/tandem/internal/leb128"
+)
 
 // Generate returns the next sync message for the peer, or false when there
 // is nothing to send: the core's generate_sync_message
@@ -92,20 +96,20 @@ func (s *SyncState) Generate(d *Document) ([]byte, bool) {
 	b = appendHashes(b, ourHeads)
 	b = appendHashes(b, need)
 	if withHave {
-		b = appendUleb(b, 1)
+		b = leb128.AppendUint(b, 1)
 		b = appendHashes(b, s.sharedHeads)
-		b = appendUleb(b, uint64(bloom.EncodedLen()))
+		b = leb128.AppendUint(b, uint64(bloom.EncodedLen()))
 		b = bloom.AppendEncoded(b)
 	} else {
-		b = appendUleb(b, 0)
+		b = leb128.AppendUint(b, 0)
 	}
-	b = appendUleb(b, uint64(len(send)))
+	b = leb128.AppendUint(b, uint64(len(send)))
 	if len(send) > 0 && s.sent == nil {
 		s.sent = make(map[uint32]struct{}, len(send))
 	}
 	for _, n := range send {
 		raw := g.node(n).raw
-		b = appendUleb(b, uint64(len(raw)))
+		b = leb128.AppendUint(b, uint64(len(raw)))
 		b = append(b, raw...)
 		s.sent[n] = struct{}{}
 	}
@@ -130,14 +134,14 @@ func (s *SyncState) wholeDocMessage(g *Graph, ourHeads, need []Hash, withHave bo
 	b = appendHashes(b, ourHeads)
 	b = appendHashes(b, need)
 	if withHave {
-		b = appendUleb(b, 1)
+		b = leb128.AppendUint(b, 1)
 		b = appendHashes(b, ourHeads)
-		b = appendUleb(b, 0)
+		b = leb128.AppendUint(b, 0)
 	} else {
-		b = appendUleb(b, 0)
+		b = leb128.AppendUint(b, 0)
 	}
-	b = appendUleb(b, 1)
-	b = appendUleb(b, uint64(len(entry)))
+	b = leb128.AppendUint(b, 1)
+	b = leb128.AppendUint(b, uint64(len(entry)))
 	b = append(b, entry...)
 	s.sent, s.sentAll = nil, uint32(g.Len())
 	s.lastSentHeads = ourHeads

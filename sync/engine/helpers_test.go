@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/automerge/automerge-go"
+
+	"github.com/tandem-sync/tandem/internal/leb128"
 )
 
 // amPeer is a client: an automerge-go document with a deterministic actor
@@ -131,12 +133,12 @@ func synthChanges(n, actors int) [][]byte {
 		}
 		deps = sortHashes(deps)
 		data := appendHashes(nil, deps)
-		data = appendUleb(data, 16)
+		data = leb128.AppendUint(data, 16)
 		data = append(data, fmt.Appendf(nil, "%016x", a)...)
-		data = appendUleb(data, seqs[a])
-		data = appendUleb(data, uint64(i+1))
+		data = leb128.AppendUint(data, seqs[a])
+		data = leb128.AppendUint(data, uint64(i+1))
 		data = append(data, 0, 0, 0, 0) // time, message, other actors, columns
-		c := append([]byte{0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 1}, appendUleb(nil, uint64(len(data)))...)
+		c := append([]byte{0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 1}, leb128.AppendUint(nil, uint64(len(data)))...)
 		c = append(c, data...)
 		h := Hash(sha256.Sum256(c[8:]))
 		copy(c[4:8], h[:4])

@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 
+	"github.com/tandem-sync/tandem/internal/leb128"
 	"github.com/tandem-sync/tandem/sync/core"
 )
 
@@ -144,11 +145,11 @@ func (m *Message) Encode() []byte {
 	b := []byte{v}
 	b = appendHashes(b, m.Heads)
 	b = appendHashes(b, m.Need)
-	b = appendUleb(b, uint64(len(m.Have)))
+	b = leb128.AppendUint(b, uint64(len(m.Have)))
 	for i := range m.Have {
 		h := &m.Have[i]
 		b = appendHashes(b, h.LastSync)
-		b = appendUleb(b, uint64(h.Bloom.EncodedLen()))
+		b = leb128.AppendUint(b, uint64(h.Bloom.EncodedLen()))
 		b = h.Bloom.AppendEncoded(b)
 	}
 	if v == MessageV2 && len(m.Changes) > 0 {
@@ -156,16 +157,16 @@ func (m *Message) Encode() []byte {
 		for _, c := range m.Changes {
 			n += len(c.Raw)
 		}
-		b = appendUleb(b, 1)
-		b = appendUleb(b, uint64(n))
+		b = leb128.AppendUint(b, 1)
+		b = leb128.AppendUint(b, uint64(n))
 		for _, c := range m.Changes {
 			b = append(b, c.Raw...)
 		}
 		return b
 	}
-	b = appendUleb(b, uint64(len(m.Changes)))
+	b = leb128.AppendUint(b, uint64(len(m.Changes)))
 	for _, c := range m.Changes {
-		b = appendUleb(b, uint64(len(c.Raw)))
+		b = leb128.AppendUint(b, uint64(len(c.Raw)))
 		b = append(b, c.Raw...)
 	}
 	return b

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/automerge/automerge-go"
+
+	"github.com/tandem-sync/tandem/internal/leb128"
 )
 
 // snapshotOf returns what automerge-go's save() makes of the given changes
@@ -325,7 +327,7 @@ func TestWholeDocBookkeeping(t *testing.T) {
 	// the entry count) loads as the whole document.
 	pre := appendHashes([]byte{MessageV2}, d.Heads())
 	pre = appendHashes(pre, nil)
-	pre = appendHashes(appendUleb(pre, 1), d.Heads())
+	pre = appendHashes(leb128.AppendUint(pre, 1), d.Heads())
 	pre = append(pre, 0, 1)
 	if !bytes.HasPrefix(out, pre) {
 		t.Fatalf("message starts %.80x, want %x", out, pre)

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"slices"
+
+	"github.com/tandem-sync/tandem/internal/leb128"
 )
 
 // Primitives of the sync message and chunk formats (SYNC-ALGORITHM.md
@@ -128,16 +130,8 @@ func (r *reader) actor() []byte {
 	return r.take(n)
 }
 
-func appendUleb(b []byte, v uint64) []byte {
-	for v >= 0x80 {
-		b = append(b, byte(v)|0x80)
-		v >>= 7
-	}
-	return append(b, byte(v))
-}
-
 func appendHashes(b []byte, hs []Hash) []byte {
-	b = appendUleb(b, uint64(len(hs)))
+	b = leb128.AppendUint(b, uint64(len(hs)))
 	for i := range hs {
 		b = append(b, hs[i][:]...)
 	}
