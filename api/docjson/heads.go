@@ -10,9 +10,9 @@ import (
 	"github.com/tandem-sync/tandem/sync/wire"
 )
 
-// FormatHeads returns heads as 64-digit hex strings, the form the API
-// answers with and ParseHeads accepts.
-func FormatHeads(hs []automerge.ChangeHash) []string {
+// FormatHeads returns heads (automerge.ChangeHash or core.Hash) as 64-digit
+// hex strings, the form the API answers with and ParseHeads accepts.
+func FormatHeads[H ~[32]byte](hs []H) []string {
 	out := make([]string, len(hs))
 	for i, h := range hs {
 		out[i] = hex.EncodeToString(h[:])

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/tandem-sync/tandem/api"
 	"github.com/tandem-sync/tandem/api/auth"
+	"github.com/tandem-sync/tandem/api/docjson"
 	"github.com/tandem-sync/tandem/docstore/postgres"
 	"github.com/tandem-sync/tandem/docstore/sqlite"
 	"github.com/tandem-sync/tandem/metrics"
@@ -210,16 +210,12 @@ func servePprof(addr string, log *slog.Logger) (func(), error) {
 }
 
 // docHeads gives the webhook sender a document's current heads, read in
-// its room.
+// its room without materializing the document.
 func docHeads(rooms *room.Registry) func(context.Context, wire.DocID) ([]string, error) {
 	return func(ctx context.Context, id wire.DocID) ([]string, error) {
 		var heads []string
-		err := rooms.Do(ctx, id, func(doc *core.Doc, _ bool) error {
-			hs := doc.Heads() // without materializing the document
-			heads = make([]string, len(hs))
-			for i, h := range hs {
-				heads[i] = hex.EncodeToString(h[:])
-			}
+		err := rooms.Peek(ctx, id, func(doc *core.Doc, _ bool) error {
+			heads = docjson.FormatHeads(doc.Heads())
 			return nil
 		})
 		return heads, err

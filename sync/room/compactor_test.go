@@ -107,3 +107,33 @@ func TestCompactionWithinMemoryBudget(t *testing.T) {
 	b := newClient(t, reg2, id, "peer-b")
 	b.syncUntil(func() bool { return sameHeads(a.doc, b.doc) })
 }
+
+// Peek reads a room's document in its turn: the heads of what peers sent,
+// and whether the document exists.
+func TestPeekReadsHeads(t *testing.T) {
+	t.Parallel()
+	st := newStore(t)
+	reg := newRegistry(t, st, room.Config{})
+	id := wire.NewDocID()
+	a := newClient(t, reg, id, "peer-a")
+	a.set("k", "v")
+	a.syncUntil(func() bool { return st.appends.Load() == 1 })
+	var heads []core.Hash
+	var exists bool
+	if err := reg.Peek(context.Background(), id, func(doc *core.Doc, ok bool) error {
+		heads, exists = doc.Heads(), ok
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := a.doc.Heads()
+	if !exists || len(heads) != len(want) || heads[0] != core.Hash(want[0]) {
+		t.Fatalf("peek: exists %v, heads %x; want %x", exists, heads, want)
+	}
+	if err := reg.Peek(context.Background(), wire.NewDocID(), func(_ *core.Doc, ok bool) error {
+		exists = ok
+		return nil
+	}); err != nil || exists {
+		t.Fatalf("an unknown document: exists %v, err %v", exists, err)
+	}
+}

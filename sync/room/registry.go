@@ -144,6 +144,14 @@ func (g *Registry) Do(ctx context.Context, id wire.DocID, fn func(doc *core.Doc,
 	return g.call(ctx, id, envelope{kind: kindDo, do: fn})
 }
 
+// Peek runs fn in the document's room, as Do does, for a read that needs
+// no materialized document: what core.Doc answers from the changes it
+// validated (Heads, Empty, Has). Unlike Do, it never makes the room
+// materialize the document; fn must not change it.
+func (g *Registry) Peek(ctx context.Context, id wire.DocID, fn func(doc *core.Doc, exists bool) error) error {
+	return g.call(ctx, id, envelope{kind: kindPeek, do: fn})
+}
+
 // Delete removes the document from the store; its connected peers receive
 // doc-unavailable and leave its room.
 func (g *Registry) Delete(ctx context.Context, id wire.DocID) error {

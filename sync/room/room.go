@@ -20,6 +20,7 @@ const (
 	kindSync envelopeKind = iota
 	kindLeave
 	kindDo
+	kindPeek
 	kindDelete
 	kindRemote       // another node's durable changes (replica.go)
 	kindRemoteDelete // another node deleted the document
@@ -33,7 +34,7 @@ type envelope struct {
 	msg      wire.Message
 	readOnly bool // kindSync: the peer may not change the document
 	do       func(doc *core.Doc, exists bool) error
-	reply    chan error // kindDo, kindDelete: buffered, answered once
+	reply    chan error // kindDo, kindPeek, kindDelete: buffered, answered once
 	// kindRemote: the changes and the log positions first..last they
 	// were given.
 	changes     [][]byte
@@ -416,7 +417,7 @@ func (r *Room) failLoad(err error) {
 			switch env.kind {
 			case kindSync:
 				env.peer.Fail(wire.CloseTryAgainLater, "document could not be loaded; try again later")
-			case kindDo, kindDelete:
+			case kindDo, kindPeek, kindDelete:
 				env.reply <- fmt.Errorf("doc %s: %w", r.id, ErrUnavailable)
 			}
 		}
@@ -462,6 +463,8 @@ func (r *Room) turn(ctx context.Context, batch []envelope) {
 			}
 		case kindDo:
 			r.do(env)
+		case kindPeek:
+			env.reply <- env.do(r.doc, r.exists())
 		case kindDelete:
 			r.delete(ctx, env)
 		case kindRemote:
