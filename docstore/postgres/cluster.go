@@ -2,14 +2,12 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tandem-sync/tandem/docstore"
-	"github.com/tandem-sync/tandem/docstore/internal/sqlcommon"
 	"github.com/tandem-sync/tandem/sync/core"
 	"github.com/tandem-sync/tandem/sync/room"
 	"github.com/tandem-sync/tandem/sync/wire"
@@ -29,27 +27,11 @@ const compactLockClass = 0x54444d43 // "TDMC"
 // ChangesAfter implements room.LogStore. One statement reads the log and
 // the snapshot, so they agree even if a compaction commits meanwhile.
 func (p *Store) ChangesAfter(ctx context.Context, id wire.DocID, after int64) (room.StoredDoc, error) {
-	var doc room.StoredDoc
-	err := p.do(ctx, func(ctx context.Context) error {
-		var heads []byte
-		doc = room.StoredDoc{}
-		err := p.pool.QueryRow(ctx, `SELECT CASE WHEN $2 < d.snapshot_seq THEN d.snapshot END,
-				CASE WHEN $2 < d.snapshot_seq THEN d.snapshot_heads ELSE ''::bytea END, d.last_seq,
-				ARRAY(SELECT c.data FROM changes c WHERE c.doc_id = d.doc_id AND c.seq > greatest($2, d.snapshot_seq) ORDER BY c.seq)
-			FROM docs d WHERE d.doc_id = $1`, string(id), after).Scan(&doc.Snapshot, &heads, &doc.LastSeq, &doc.Changes)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return room.ErrNotFound
-		}
-		if err != nil {
-			return err
-		}
-		doc.SnapshotHeads, err = sqlcommon.DecodeHeads(heads)
-		return err
-	})
+	doc, err := p.readLog(ctx, id, after)
 	if err != nil {
 		return room.StoredDoc{}, fmt.Errorf("postgres: changes of %s after %d: %w", id, after, err)
 	}
-	return normalizeChanges(doc), nil
+	return doc, nil
 }
 
 // LockCompaction implements room.CompactionLocker with a session advisory

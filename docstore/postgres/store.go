@@ -244,13 +244,29 @@ func (p *Store) StorageID(ctx context.Context) (string, error) {
 // Load implements room.Store. One statement reads the snapshot and the log
 // after it, so they agree even if a compaction commits meanwhile.
 func (p *Store) Load(ctx context.Context, id wire.DocID) (room.StoredDoc, error) {
+	doc, err := p.readLog(ctx, id, -1) // every position is after -1: the snapshot and its log
+	if err == nil && doc.Snapshot == nil && len(doc.Changes) == 0 {
+		err = room.ErrNotFound
+	}
+	if err != nil {
+		return room.StoredDoc{}, fmt.Errorf("postgres: load %s: %w", id, err)
+	}
+	return doc, nil
+}
+
+// readLog reads, in one statement, the document's logged changes after
+// position after and, when after is below the snapshot's position, the
+// snapshot (whose changes are no longer logged) in their stead. Load and
+// ChangesAfter are both this read.
+func (p *Store) readLog(ctx context.Context, id wire.DocID, after int64) (room.StoredDoc, error) {
 	var doc room.StoredDoc
 	err := p.do(ctx, func(ctx context.Context) error {
 		var heads []byte
 		doc = room.StoredDoc{}
-		err := p.pool.QueryRow(ctx, `SELECT d.snapshot, d.snapshot_heads, d.last_seq,
-				ARRAY(SELECT c.data FROM changes c WHERE c.doc_id = d.doc_id AND c.seq > d.snapshot_seq ORDER BY c.seq)
-			FROM docs d WHERE d.doc_id = $1`, string(id)).Scan(&doc.Snapshot, &heads, &doc.LastSeq, &doc.Changes)
+		err := p.pool.QueryRow(ctx, `SELECT CASE WHEN $2 < d.snapshot_seq THEN d.snapshot END,
+				CASE WHEN $2 < d.snapshot_seq THEN d.snapshot_heads ELSE ''::bytea END, d.last_seq,
+				ARRAY(SELECT c.data FROM changes c WHERE c.doc_id = d.doc_id AND c.seq > greatest($2, d.snapshot_seq) ORDER BY c.seq)
+			FROM docs d WHERE d.doc_id = $1`, string(id), after).Scan(&doc.Snapshot, &heads, &doc.LastSeq, &doc.Changes)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return room.ErrNotFound
 		}
@@ -260,11 +276,8 @@ func (p *Store) Load(ctx context.Context, id wire.DocID) (room.StoredDoc, error)
 		doc.SnapshotHeads, err = sqlcommon.DecodeHeads(heads)
 		return err
 	})
-	if err == nil && doc.Snapshot == nil && len(doc.Changes) == 0 {
-		err = room.ErrNotFound
-	}
 	if err != nil {
-		return room.StoredDoc{}, fmt.Errorf("postgres: load %s: %w", id, err)
+		return room.StoredDoc{}, err
 	}
 	return normalizeChanges(doc), nil
 }
