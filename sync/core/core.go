@@ -57,7 +57,6 @@ type lazyChanges struct {
 	raws  [][]byte
 	has   map[Hash]struct{}
 	heads []Hash // the document's heads, these changes included
-	err   error  // why the last materialization failed
 }
 
 // NewDoc returns an empty document with the default Limits.
@@ -104,8 +103,7 @@ func (d *Doc) Materialize() error {
 		err = errors.New("the core's heads differ from the validated changes'")
 	}
 	if err != nil {
-		d.lazy.err = fmt.Errorf("materialize %d changes: %w", len(d.lazy.raws), err)
-		return d.lazy.err
+		return fmt.Errorf("materialize %d changes: %w", len(d.lazy.raws), err)
 	}
 	d.lazy = lazyChanges{}
 	return nil
