@@ -14,8 +14,9 @@ import (
 
 // compactor compacts documents off the rooms' turns, one at a time for the
 // whole registry: it loads what the store holds for a document into a core
-// document of its own, saves it as a snapshot, checks that the snapshot
-// loads with the same heads, and replaces the log with it (Store.Compact).
+// document of its own (core.Compact: the stored changes are not validated
+// again), saves it as a snapshot, checks that the snapshot loads with the
+// same heads, and replaces the log with it (Store.Compact).
 // A room's own document is never touched (a room that only relays changes
 // never materializes its document), peers' messages are not delayed by
 // it, and at most one extra copy of one document is in memory at a time.
@@ -127,17 +128,12 @@ func (c *compactor) compact(r *Room) compaction {
 	if len(st.Changes) == 0 || (lock != nil && lock.SnapshotSeq() >= st.LastSeq) {
 		return compaction{throughSeq: st.LastSeq, snapshot: st.Snapshot, heads: st.SnapshotHeads}
 	}
-	doc, err := core.Load(st.Snapshot, st.Changes)
-	if err != nil {
-		return compaction{err: fmt.Errorf("compact doc %s: load: %w", r.id, err)}
+	snap, heads, err := core.Compact(st.Snapshot, st.Changes)
+	if errors.Is(err, core.ErrCompactUnsure) {
+		snap, heads, err = compactValidated(st)
 	}
-	snap, heads := doc.Save(), doc.Heads()
-	check, err := core.Load(snap, nil)
 	if err != nil {
-		return compaction{err: fmt.Errorf("compact doc %s: snapshot does not re-load: %w", r.id, err)}
-	}
-	if !slices.Equal(check.Heads(), heads) {
-		return compaction{err: fmt.Errorf("compact doc %s: re-loaded snapshot has other heads", r.id)}
+		return compaction{err: fmt.Errorf("compact doc %s: %w", r.id, err)}
 	}
 	if err := store(ctx, r.id, snap, heads, st.LastSeq); err != nil {
 		return compaction{err: fmt.Errorf("compact doc %s: %w", r.id, err)}
@@ -149,6 +145,26 @@ func (c *compactor) compact(r *Room) compaction {
 		logBytes += int64(len(c))
 	}
 	return compaction{throughSeq: st.LastSeq, logBytes: logBytes, snapshot: snap, heads: heads}
+}
+
+// compactValidated compacts what Compact cannot vouch for (see
+// core.ErrCompactUnsure): it decodes and validates the stored document as
+// a room's load does, which keeps changes held for missing deps after the
+// snapshot, and checks that the snapshot loads the same way.
+func compactValidated(st StoredDoc) ([]byte, []core.Hash, error) {
+	doc, err := core.Load(st.Snapshot, st.Changes)
+	if err != nil {
+		return nil, nil, fmt.Errorf("load: %w", err)
+	}
+	snap, heads := doc.Save(), doc.Heads()
+	check, err := core.Load(snap, nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("snapshot does not re-load: %w", err)
+	}
+	if !slices.Equal(check.Heads(), heads) {
+		return nil, nil, errors.New("re-loaded snapshot has other heads")
+	}
+	return snap, heads, nil
 }
 
 // wait returns when the queue is empty and no job runs, or ctx ends.
