@@ -5,7 +5,6 @@ import (
 	"compress/flate"
 	"errors"
 	"math"
-	"slices"
 	"strings"
 	"testing"
 
@@ -110,10 +109,6 @@ func (d *testDoc) columns() (changes, ops []column) {
 		ops = d.opCols(ops)
 	}
 	return changes, ops
-}
-
-func nonEmpty(cols []column) []column {
-	return slices.DeleteFunc(cols, func(c column) bool { return len(c.data) == 0 })
 }
 
 func (d *testDoc) chunk() []byte {
