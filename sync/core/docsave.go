@@ -36,7 +36,7 @@ func EncodeDocument(changes [][]byte) ([]byte, error) {
 // actor indexes.
 type storedOp struct {
 	id, obj, elem opID   // elem: the key's element (key kind keyElem)
-	prop          uint32 // the key's index in props (key kind keyProp)
+	prop          uint32 // the key's index in props (map ops); sequence ops: their element's place
 	mark          uint32 // 1 + the mark name's index in props; 0: none
 	val, valLen   uint32 // the raw value's place in vals
 	succ, nSucc   uint32 // its successors' place in succs
@@ -45,12 +45,7 @@ type storedOp struct {
 	keyKind       uint8
 	insert        bool
 	expand        bool
-}
-
-// docSort is an op's place in the stored order.
-type docSort struct {
-	obj, k1, k2 uint64
-	op          uint32
+	seq           bool // in a sequence object
 }
 
 // storedChange is what the change columns need of one change.
@@ -137,7 +132,6 @@ func encodeDocument(raws [][]byte, compress bool) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode document: %w", err)
 	}
-	e.linkSuccessors()
 
 	var body []byte
 	body = leb128.AppendUint(body, uint64(len(actors)))
@@ -282,8 +276,59 @@ func (e *docEncoder) addChange(c *changeChunk, local []uint32, lim *Limits) erro
 	return nil
 }
 
-// order returns the ops' indexes in the stored order.
+// order returns the ops' indexes in the stored order, and links every op
+// to its successors.
 func (e *docEncoder) order() ([]uint32, error) {
+	// byID: the ops by ID (they come nearly sorted: by change, then
+	// counter).
+	byID := make([]uint32, len(e.ops))
+	for i := range byID {
+		byID[i] = uint32(i)
+	}
+	slices.SortFunc(byID, func(a, b uint32) int { return cmp.Compare(pack(e.ops[a].id), pack(e.ops[b].id)) })
+	e.linkSuccessors(byID)
+	find := func(id opID) (uint32, bool) {
+		p := pack(id)
+		k, ok := slices.BinarySearchFunc(byID, p, func(i uint32, p uint64) int { return cmp.Compare(pack(e.ops[i].id), p) })
+		if !ok {
+			return 0, false
+		}
+		return byID[k], true
+	}
+	// Every op's object kind; objects are few, and an object's ops mostly
+	// come together.
+	last, lastKind := opID{}, objMap
+	for i := range e.ops {
+		op := &e.ops[i]
+		if op.obj != last {
+			k, ok := e.kinds[op.obj]
+			if !ok {
+				return nil, fmt.Errorf("op %d@%d is in object %d@%d, which no op creates", op.id.ctr, op.id.actor, op.obj.ctr, op.obj.actor)
+			}
+			last, lastKind = op.obj, k
+		}
+		op.seq = lastKind.isSeq()
+		if op.seq != (op.keyKind != keyProp) {
+			return nil, fmt.Errorf("op %d@%d: its key does not fit its object", op.id.ctr, op.id.actor)
+		}
+		if op.seq && !op.insert && op.keyKind != keyElem {
+			return nil, fmt.Errorf("op %d@%d: a non-insert op on the head of a sequence", op.id.ctr, op.id.actor)
+		}
+	}
+	if err := e.positions(byID); err != nil {
+		return nil, err
+	}
+	// A sequence op that is not an insert sorts with its element.
+	for i := range e.ops {
+		op := &e.ops[i]
+		if op.seq && !op.insert {
+			j, ok := find(op.elem)
+			if !ok || !e.ops[j].insert || e.ops[j].obj != op.obj {
+				return nil, fmt.Errorf("op %d@%d: its element %d@%d is not in its sequence", op.id.ctr, op.id.actor, op.elem.ctr, op.elem.actor)
+			}
+			op.prop = e.ops[j].prop
+		}
+	}
 	// Map keys sort by their bytes: rank the distinct keys once.
 	byKey := make([]uint32, len(e.propList))
 	for i := range byKey {
@@ -294,139 +339,115 @@ func (e *docEncoder) order() ([]uint32, error) {
 	for r, p := range byKey {
 		rank[p] = uint32(r)
 	}
-	pos, err := e.positions()
-	if err != nil {
-		return nil, err
-	}
-	keys := make([]docSort, len(e.ops))
-	for i := range e.ops {
-		op := &e.ops[i]
-		kind, ok := e.kinds[op.obj]
-		if !ok {
-			return nil, fmt.Errorf("op %d@%d is in object %d@%d, which no op creates", op.id.ctr, op.id.actor, op.obj.ctr, op.obj.actor)
+	key := func(op *storedOp) uint64 {
+		if !op.seq {
+			return uint64(rank[op.prop])
 		}
-		k := docSort{obj: pack(op.obj), k2: pack(op.id), op: uint32(i)}
-		if !kind.isSeq() {
-			if op.keyKind != keyProp {
-				return nil, fmt.Errorf("op %d@%d: a sequence key in a map", op.id.ctr, op.id.actor)
-			}
-			k.k1 = uint64(rank[op.prop])
-		} else {
-			var p uint32
-			switch {
-			case op.insert:
-				p = pos[packed(op.id)]
-			case op.keyKind == keyElem:
-				q, ok := pos[packed(op.elem)]
-				if !ok {
-					return nil, fmt.Errorf("op %d@%d: its element %d@%d is not in the document", op.id.ctr, op.id.actor, op.elem.ctr, op.elem.actor)
-				}
-				p = q
-			default:
-				return nil, fmt.Errorf("op %d@%d: a map key or the head in a sequence", op.id.ctr, op.id.actor)
-			}
-			k.k1 = uint64(p) << 1
-			if !op.insert {
-				k.k1 |= 1
-			}
-		}
-		keys[i] = k
-	}
-	slices.SortFunc(keys, func(a, b docSort) int {
-		if c := cmp.Compare(a.obj, b.obj); c != 0 {
-			return c
-		}
-		if c := cmp.Compare(a.k1, b.k1); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.k2, b.k2)
-	})
-	out := make([]uint32, len(keys))
-	for i, k := range keys {
-		out[i] = k.op
-	}
-	return out, nil
-}
-
-type packedID = uint64
-
-func packed(id opID) packedID { return pack(id) }
-
-// positions numbers the elements of every sequence in their order: an
-// element is followed by the elements inserted right after it, newest
-// (greatest ID) first, each followed by its own.
-func (e *docEncoder) positions() (map[packedID]uint32, error) {
-	type ins struct {
-		obj, parent, id uint64 // parent 0: the head
-		op              uint32
-	}
-	var all []ins
-	for i := range e.ops {
-		op := &e.ops[i]
+		k := uint64(op.prop) << 1
 		if !op.insert {
-			continue
+			k |= 1
 		}
-		in := ins{obj: pack(op.obj), id: pack(op.id), op: uint32(i)}
-		if op.keyKind == keyElem {
-			in.parent = pack(op.elem)
-		}
-		all = append(all, in)
+		return k
 	}
-	slices.SortFunc(all, func(a, b ins) int {
-		if c := cmp.Compare(a.obj, b.obj); c != 0 {
+	order := slices.Clone(byID)
+	slices.SortFunc(order, func(a, b uint32) int {
+		x, y := &e.ops[a], &e.ops[b]
+		if c := cmp.Compare(pack(x.obj), pack(y.obj)); c != 0 {
 			return c
 		}
-		if c := cmp.Compare(a.parent, b.parent); c != 0 {
+		if c := cmp.Compare(key(x), key(y)); c != 0 {
 			return c
 		}
-		return cmp.Compare(b.id, a.id) // newest first
+		return cmp.Compare(pack(x.id), pack(y.id))
 	})
-	// children[id] is the run of all whose parent is id.
-	type run struct{ start, end uint32 }
-	children := make(map[[2]uint64]run)
-	for i := 0; i < len(all); {
-		j := i + 1
-		for j < len(all) && all[j].obj == all[i].obj && all[j].parent == all[i].parent {
-			j++
-		}
-		children[[2]uint64{all[i].obj, all[i].parent}] = run{uint32(i), uint32(j)}
-		i = j
-	}
-	pos := make(map[packedID]uint32, len(all))
-	var stack []uint32
-	for i := 0; i < len(all); {
-		obj := all[i].obj
-		n := uint32(0)
-		if r, ok := children[[2]uint64{obj, 0}]; ok {
-			for k := r.end; k > r.start; k-- {
-				stack = append(stack, k-1)
-			}
-		}
-		for len(stack) > 0 {
-			x := all[stack[len(stack)-1]]
-			stack = stack[:len(stack)-1]
-			pos[x.id] = n
-			n++
-			if r, ok := children[[2]uint64{obj, x.id}]; ok {
-				for k := r.end; k > r.start; k-- {
-					stack = append(stack, k-1)
-				}
-			}
-		}
-		j := i
-		for j < len(all) && all[j].obj == obj {
-			j++
-		}
-		if int(n) != j-i {
-			return nil, fmt.Errorf("object %x: %d of its %d elements are not reached from its head", obj, j-i-int(n), j-i)
-		}
-		i = j
-	}
-	return pos, nil
+	return order, nil
 }
 
-// linkSuccessors gives every op its successors, in ID order.
-func (e *docEncoder) linkSuccessors() {
+// positions numbers the elements of every sequence in their order (in
+// their ops' prop field): an element is followed by the elements inserted
+// right after it, newest (greatest ID) first, each followed by its own.
+func (e *docEncoder) positions(byID []uint32) error {
+	// The inserts by parent (0: the head, per object), newest first: each
+	// element's children are a run. Parents are element IDs, so a run is
+	// found by walking the inserts by ID alongside.
+	var inserts []uint32
+	for _, i := range byID {
+		if e.ops[i].insert {
+			inserts = append(inserts, i)
+		}
+	}
+	parent := func(op *storedOp) uint64 {
+		if op.keyKind == keyHead {
+			return 0
+		}
+		return pack(op.elem)
+	}
+	byParent := slices.Clone(inserts)
+	slices.SortStableFunc(byParent, func(a, b uint32) int {
+		x, y := &e.ops[a], &e.ops[b]
+		if c := cmp.Compare(parent(x), parent(y)); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(pack(x.obj), pack(y.obj)); c != 0 {
+			return c
+		}
+		return cmp.Compare(pack(y.id), pack(x.id))
+	})
+	// first[i], end[i]: the run of byParent holding the children of op i.
+	first := make([]uint32, len(e.ops))
+	end := make([]uint32, len(e.ops))
+	j := 0
+	for j < len(byParent) && parent(&e.ops[byParent[j]]) == 0 {
+		j++
+	}
+	heads := byParent[:j]
+	for _, i := range inserts {
+		p := pack(e.ops[i].id)
+		for j < len(byParent) && parent(&e.ops[byParent[j]]) < p {
+			j++ // a parent that is no element: left unreached, refused below
+		}
+		first[i] = uint32(j)
+		for j < len(byParent) && parent(&e.ops[byParent[j]]) == p {
+			j++
+		}
+		end[i] = uint32(j)
+	}
+	placed := 0
+	var stack []uint32 // indexes into byParent, the next element on top
+	for h := 0; h < len(heads); {
+		obj := e.ops[heads[h]].obj
+		h1 := h
+		for h1 < len(heads) && e.ops[heads[h1]].obj == obj {
+			h1++
+		}
+		for k := h1; k > h; k-- {
+			stack = append(stack, uint32(k-1))
+		}
+		h = h1
+		n := uint32(0)
+		for len(stack) > 0 {
+			i := byParent[stack[len(stack)-1]]
+			stack = stack[:len(stack)-1]
+			if e.ops[i].obj != obj {
+				return fmt.Errorf("element %d@%d is inserted after an element of another object", e.ops[i].id.ctr, e.ops[i].id.actor)
+			}
+			e.ops[i].prop = n
+			n++
+			placed++
+			for c := end[i]; c > first[i]; c-- {
+				stack = append(stack, c-1)
+			}
+		}
+	}
+	if placed != len(inserts) {
+		return fmt.Errorf("%d of the %d sequence elements are not reached from their sequence's head", len(inserts)-placed, len(inserts))
+	}
+	return nil
+}
+
+// linkSuccessors gives every op its successors, in ID order; byID holds
+// the ops' indexes by ID.
+func (e *docEncoder) linkSuccessors(byID []uint32) {
 	slices.SortFunc(e.pairs, func(a, b succPair) int {
 		if c := cmp.Compare(a.op, b.op); c != 0 {
 			return c
@@ -434,11 +455,6 @@ func (e *docEncoder) linkSuccessors() {
 		return cmp.Compare(a.succ, b.succ)
 	})
 	e.pairs = slices.Compact(e.pairs)
-	byID := make([]uint32, len(e.ops))
-	for i := range byID {
-		byID[i] = uint32(i)
-	}
-	slices.SortFunc(byID, func(a, b uint32) int { return cmp.Compare(pack(e.ops[a].id), pack(e.ops[b].id)) })
 	e.succs = make([]opID, 0, len(e.pairs))
 	j := 0
 	for _, i := range byID {
