@@ -201,6 +201,7 @@ type docEncoder struct {
 	kinds    map[opID]objKind
 	pairs    []succPair // (op, successor) for every pred of every op
 	succs    []opID
+	changes  []storedChange // read by readDocument
 }
 
 // succPair says that succ is a successor of op (packed IDs).

@@ -202,6 +202,8 @@ func TestEncodeDocumentMatchesSave(t *testing.T) {
 	if s, err := strconv.Atoi(os.Getenv("DOCSAVE_SESSIONS")); err == nil {
 		sessions = s
 	}
+	multi := 0 // changes that refer to two other actors or more
+	lim := DefaultLimits()
 	for seed := uint64(1); seed <= uint64(sessions); seed++ {
 		r := rand.New(rand.NewPCG(seed, 7))
 		doc := randomDoc(t, r, 10+r.IntN(120))
@@ -212,6 +214,9 @@ func TestEncodeDocumentMatchesSave(t *testing.T) {
 		raws := make([][]byte, len(chs))
 		for i, c := range chs {
 			raws[i] = c.Save()
+			if c, err := decodeChangeChunk(raws[i], &lim); err == nil && len(c.others) >= 2 {
+				multi++
+			}
 		}
 		for _, compress := range []bool{false, true} {
 			got, err := encodeDocument(raws, compress)
@@ -221,6 +226,20 @@ func TestEncodeDocumentMatchesSave(t *testing.T) {
 			if err := diffDocs(t, parseDocChunk(t, got), parseDocChunk(t, doc.Save())); err != nil {
 				t.Fatalf("seed %d (compress %v, %d changes): %v", seed, compress, len(raws), err)
 			}
+			for name, b := range map[string][]byte{"EncodeDocument": got, "Save": doc.Save()} {
+				rebuilt, hs, err := DocumentChanges(b)
+				if err != nil {
+					t.Fatalf("seed %d: DocumentChanges of %s: %v", seed, name, err)
+				}
+				for i := range raws {
+					if !bytes.Equal(rebuilt[i], raws[i]) || hs[i] != Hash(chs[i].Hash()) {
+						t.Fatalf("seed %d: change %d rebuilt from %s:\n got %x\nwant %x", seed, i, name, rebuilt[i], raws[i])
+					}
+				}
+				if len(rebuilt) != len(raws) {
+					t.Fatalf("seed %d: %d changes rebuilt, want %d", seed, len(rebuilt), len(raws))
+				}
+			}
 			loaded, err := Load(got, nil)
 			if err != nil {
 				t.Fatalf("seed %d: Load: %v", seed, err)
@@ -229,5 +248,9 @@ func TestEncodeDocumentMatchesSave(t *testing.T) {
 				t.Fatalf("seed %d: loads with heads %x", seed, loaded.Heads())
 			}
 		}
+	}
+	t.Logf("%d documents; %d changes with two other actors or more", sessions, multi)
+	if multi == 0 {
+		t.Fatal("no change refers to two other actors: the other actors' order went untested")
 	}
 }

@@ -50,6 +50,12 @@ type docInfo struct {
 
 // checkDocument decodes a document chunk and checks that it is consistent.
 func checkDocument(ch chunk, lim *Limits) (*docInfo, error) {
+	return readDocument(ch, lim, nil)
+}
+
+// readDocument is checkDocument; with keep, it also records the changes'
+// metadata and the stored ops there (see DocumentChanges).
+func readDocument(ch chunk, lim *Limits, keep *docEncoder) (*docInfo, error) {
 	if string(ch.hash[:4]) != string(ch.sum) {
 		return nil, errors.New("bad chunk checksum")
 	}
@@ -109,7 +115,7 @@ func checkDocument(ch chunk, lim *Limits) (*docInfo, error) {
 			cols[i].data = out
 		}
 	}
-	d := &docCheck{info: info, lim: lim}
+	d := &docCheck{info: info, lim: lim, keep: keep}
 	if err := d.changes(changeCols); err != nil {
 		return nil, fmt.Errorf("document changes: %w", err)
 	}
@@ -126,8 +132,9 @@ func checkDocument(ch chunk, lim *Limits) (*docInfo, error) {
 type docCheck struct {
 	info  *docInfo
 	lim   *Limits
-	maxOp [][]uint32 // per actor, the max op of each of its changes, in seq order
-	ids   [][]uint32 // per actor, the counters of its ops (rows and deletions)
+	maxOp [][]uint32  // per actor, the max op of each of its changes, in seq order
+	ids   [][]uint32  // per actor, the counters of its ops (rows and deletions)
+	keep  *docEncoder // if set, what was read is recorded there
 }
 
 func (d *docCheck) changes(cols []column) error {
@@ -178,25 +185,38 @@ func (d *docCheck) changes(cols []column) error {
 		if !times.next() || times.null {
 			return fmt.Errorf("change %d: time: %w", i, firstErr(times.err(), errNullEntry))
 		}
-		entry(&messages)
+		msgOK, msgNull := entry(&messages)
 		if err := messages.err(); err != nil {
 			return fmt.Errorf("change %d: message: %w", i, err)
 		}
-		if err := d.deps(&deps, i); err != nil {
+		var kept *storedChange
+		if d.keep != nil {
+			kept = &storedChange{actor: uint32(a), seq: uint64(seqs.abs), maxOp: uint64(m), time: times.abs}
+			if msgOK && !msgNull {
+				kept.message = messages.s
+			}
+		}
+		if err := d.deps(&deps, i, kept); err != nil {
 			return fmt.Errorf("change %d: deps: %w", i, err)
 		}
-		if v, ok := extras.next(); ok && v.typ != valBytes {
+		v, ok := extras.next()
+		if ok && v.typ != valBytes {
 			return fmt.Errorf("change %d: extra bytes of value type %d", i, v.typ)
 		}
 		if err := extras.err(); err != nil {
 			return fmt.Errorf("change %d: extra bytes: %w", i, err)
 		}
+		if kept != nil {
+			kept.extra = v.raw
+			d.keep.changes = append(d.keep.changes, *kept)
+		}
 	}
 	return nil
 }
 
-// deps reads change i's deps, which must be earlier changes.
-func (d *docCheck) deps(l *refList, i uint64) error {
+// deps reads change i's deps, which must be earlier changes (recorded in
+// kept, if set).
+func (d *docCheck) deps(l *refList, i uint64, kept *storedChange) error {
 	if ok, null := entry(&l.num); !ok || null {
 		return firstErr(l.num.err(), errNullEntry)
 	}
@@ -209,6 +229,9 @@ func (d *docCheck) deps(l *refList, i uint64) error {
 		}
 		if l.ctr.abs < 0 || uint64(l.ctr.abs) >= i {
 			return fmt.Errorf("dep index %d", l.ctr.abs)
+		}
+		if kept != nil {
+			kept.deps = append(kept.deps, uint64(l.ctr.abs))
 		}
 	}
 	return nil
@@ -288,6 +311,9 @@ func (d *docCheck) ops(cols []column) error {
 		}
 		if err != nil {
 			return fmt.Errorf("op %d: %w", i, err)
+		}
+		if d.keep != nil {
+			d.keep.keepRow(idRef, &op)
 		}
 	}
 	if err := oc.rawLeft(); err != nil {

@@ -129,7 +129,7 @@ func (d *testDoc) chunk() []byte {
 			b = append(b, c.data...)
 		}
 	}
-	return frame(chunkDocument, append(b, d.suffix...))
+	return frameChunk(chunkDocument, append(b, d.suffix...))
 }
 
 // baseDocument is the document of baseChange, in the order the core saves it.

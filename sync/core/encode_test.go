@@ -9,8 +9,6 @@ import (
 	"testing"
 
 	"github.com/automerge/automerge-go"
-
-	"github.com/tandem-sync/tandem/internal/leb128"
 )
 
 // A test encoder for change and document chunks. Its column encoders follow
@@ -60,14 +58,7 @@ func (c *testChange) data() []byte {
 	return appendChangeData(nil, cc, c.columns())
 }
 
-// frame wraps data as a chunk of the given type, with its checksum.
-func frame(typ byte, data []byte) []byte {
-	body := append(leb128.AppendUint([]byte{typ}, uint64(len(data))), data...)
-	sum := sha256.Sum256(body)
-	return append(append(slices.Clone(chunkMagic[:]), sum[:4]...), body...)
-}
-
-func (c *testChange) chunk() []byte { return frame(chunkChange, c.data()) }
+func (c *testChange) chunk() []byte { return frameChunk(chunkChange, c.data()) }
 
 func (c *testChange) hash() Hash {
 	h, _ := chunkHash(c.chunk())
@@ -85,7 +76,7 @@ func (c *testChange) compressed(t testing.TB) []byte {
 	w, _ := flate.NewWriter(&buf, flate.BestCompression)
 	w.Write(c.data())
 	w.Close()
-	out := frame(chunkCompressed, buf.Bytes())
+	out := frameChunk(chunkCompressed, buf.Bytes())
 	sum := sha256.Sum256(c.chunk()[8:])
 	copy(out[4:8], sum[:4]) // the checksum is the uncompressed change's
 	return out

@@ -212,7 +212,7 @@ func FuzzReceiveChange(f *testing.F) {
 		f.Add(chunkBody(f, e))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		c := frame(chunkChange, body)
+		c := frameChunk(chunkChange, body)
 		msg := append(syncMessage{}.encodeWithoutChanges()[:4], 1)
 		msg = append(leb128.AppendUint(msg, uint64(len(c))), c...)
 		d := fuzzServer(t, bc)
@@ -243,7 +243,7 @@ func FuzzDocument(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		doc := frame(chunkDocument, data)
+		doc := frameChunk(chunkDocument, data)
 		if d, err := LoadWith(doc, nil, fuzzLimits); err == nil {
 			exercise(t, d, d.NewSyncState())
 		}

@@ -94,7 +94,7 @@ func TestImport(t *testing.T) {
 		w, _ := flate.NewWriter(&buf, flate.BestCompression)
 		w.Write(make([]byte, 300<<20))
 		w.Close()
-		bomb := frame(chunkCompressed, buf.Bytes())
+		bomb := frameChunk(chunkCompressed, buf.Bytes())
 		if _, err := ChunkHashes(bomb); !errors.Is(err, ErrLimitExceeded) {
 			t.Fatalf("ChunkHashes: %v", err)
 		}
