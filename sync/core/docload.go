@@ -156,8 +156,7 @@ func (e *docEncoder) rebuild(actors [][]byte) ([][]byte, []Hash, error) {
 	}
 	raws := make([][]byte, len(e.changes))
 	hashes := make([]Hash, len(e.changes))
-	var local []uint32 // document actor index -> change's, plus one (0: not yet)
-	local = make([]uint32, len(actors))
+	local := make([]uint32, len(actors)) // document actor index -> the change's (0: none yet)
 	var cop changeOp
 	for i := range e.changes {
 		sc := &e.changes[i]
