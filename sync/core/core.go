@@ -54,9 +54,10 @@ type Doc struct {
 // lazyChanges are validated changes, in causal order, that the core has not
 // applied yet, and what the document looks like with them.
 type lazyChanges struct {
-	raws  [][]byte
-	has   map[Hash]struct{}
-	heads []Hash // the document's heads, these changes included
+	raws   [][]byte
+	hashes []Hash // of raws
+	has    map[Hash]struct{}
+	heads  []Hash // the document's heads, these changes included
 }
 
 // NewDoc returns an empty document with the default Limits.
@@ -120,6 +121,7 @@ func (d *Doc) deferChanges(cs []Change, chunks []*changeChunk) []Hash {
 	}
 	for i, c := range cs {
 		d.lazy.raws = append(d.lazy.raws, c.Data)
+		d.lazy.hashes = append(d.lazy.hashes, c.Hash)
 		d.lazy.has[c.Hash] = struct{}{}
 		heads = slices.DeleteFunc(heads, func(h Hash) bool { return slices.Contains(chunks[i].deps, h) })
 		heads = append(heads, c.Hash)
@@ -152,10 +154,22 @@ func (d *Doc) Heads() []Hash {
 // keeps its orphans), which Load holds back again. Should the core have
 // refused deferred changes (see Materialize), they follow the snapshot as
 // change chunks: nothing is lost by saving.
+//
+// A document whose core was never needed (it was loaded, and changes only
+// passed through it) is encoded in Go from its changes (EncodeDocument),
+// without building the core.
 func (d *Doc) Save() []byte {
-	b := d.core().Save()
-	for _, raw := range d.lazy.raws {
-		b = append(b, raw...)
+	var b []byte
+	if d.d == nil {
+		// An error is not expected of validated changes; the core saves
+		// them then.
+		b, _ = EncodeDocument(d.lazy.raws)
+	}
+	if b == nil {
+		b = d.core().Save()
+		for _, raw := range d.lazy.raws {
+			b = append(b, raw...)
+		}
 	}
 	for _, pc := range d.pending.sorted() {
 		b = append(b, pc.c.raw...)
@@ -182,7 +196,17 @@ func (d *Doc) Has(h Hash) bool {
 
 // ChangesSince returns the changes the document has that heads do not
 // cover, in causal order: after a local edit, the edit's changes.
+//
+// The whole history of a document whose core was never needed comes from
+// what it validated, without building the core.
 func (d *Doc) ChangesSince(heads []Hash) ([]Change, error) {
+	if d.d == nil && len(heads) == 0 {
+		out := make([]Change, len(d.lazy.raws))
+		for i, raw := range d.lazy.raws {
+			out[i] = Change{Hash: d.lazy.hashes[i], Data: raw}
+		}
+		return out, nil
+	}
 	hs := make([]automerge.ChangeHash, len(heads))
 	for i, h := range heads {
 		hs[i] = automerge.ChangeHash(h)

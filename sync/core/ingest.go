@@ -376,23 +376,16 @@ func chunkChanges(cs chunkSource, lim *Limits) ([]*changeChunk, error) {
 	return []*changeChunk{c}, nil
 }
 
-// documentChanges checks a document chunk, loads it into a scratch
-// document, and returns the changes the core rebuilt from it.
+// documentChanges checks a document chunk and returns the changes it
+// holds, rebuilt in Go as the core rebuilds them (DocumentChanges).
 func documentChanges(cs chunkSource, lim *Limits) ([]*changeChunk, error) {
-	if _, err := checkDocument(cs.ch, lim); err != nil {
+	raws, _, err := documentChangesWith(cs.raw, lim)
+	if err != nil {
 		return nil, err
 	}
-	doc, err := automerge.Load(cs.raw)
-	if err != nil {
-		return nil, fmt.Errorf("load document: %w", err)
-	}
-	chs, err := doc.Changes()
-	if err != nil {
-		return nil, fmt.Errorf("document history: %w", err)
-	}
-	out := make([]*changeChunk, 0, len(chs))
-	for i, ch := range chs {
-		c, err := decodeChangeChunk(ch.Save(), lim)
+	out := make([]*changeChunk, 0, len(raws))
+	for i, raw := range raws {
+		c, err := decodeChangeChunk(raw, lim)
 		if err != nil {
 			return nil, fmt.Errorf("rebuilt change %d: %w", i, err)
 		}
@@ -409,30 +402,34 @@ func Load(snapshot []byte, changes [][]byte) (*Doc, error) {
 }
 
 // LoadWith is Load with limits. The snapshot's document chunk is checked
-// (checkDocument) before the core loads it, and the changes the core
-// rebuilds from it are validated to build the document's index; logged
-// changes (and any change chunks after the snapshot's document) are
-// validated against it before the core applies them. Stored changes are
+// (checkDocument) and its changes are rebuilt in Go (DocumentChanges);
+// they, the logged changes and any change chunks after the snapshot's
+// document are validated in order to build the document's index. No core
+// document is built: the changes are deferred, as ReceiveChanges defers
+// them, until something needs the core (see Materialize). Stored changes are
 // held to the rules that keep the core safe; the rules every editor's
 // changes also satisfy are for changes from outside (Receive, Import).
 // Changes whose dependencies are missing are held, as Receive holds them.
 func LoadWith(snapshot []byte, changes [][]byte, lim Limits) (*Doc, error) {
-	d := &Doc{d: automerge.New(), limits: lim.withDefaults()}
+	d := &Doc{limits: lim.withDefaults(), idx: newIndex()}
 	var rest []chunkSource
+	var snapChanges []*changeChunk // rebuilt from the snapshot's document, in Go
 	if len(snapshot) > 0 {
 		chunks, err := splitChunks(snapshot)
 		if err != nil {
 			return nil, fmt.Errorf("load snapshot: %w", err)
 		}
 		if first := chunks[0]; first.ch.typ == chunkDocument {
-			if _, err := checkDocument(first.ch, &d.limits); err != nil {
+			raws, _, err := documentChangesWith(first.raw, &d.limits)
+			if err != nil {
 				return nil, fmt.Errorf("load snapshot: %w", invalid(0, Hash{}, err))
 			}
-			if d.d, err = automerge.Load(first.raw); err != nil {
-				return nil, fmt.Errorf("load snapshot: %w", err)
-			}
-			if err := d.indexFromCore(levelSafety); err != nil {
-				return nil, fmt.Errorf("load snapshot: %w", err)
+			for i, raw := range raws {
+				c, err := decodeChangeChunk(raw, &d.limits)
+				if err != nil {
+					return nil, fmt.Errorf("load snapshot: rebuilt change %d: %w", i, err)
+				}
+				snapChanges = append(snapChanges, c)
 			}
 			chunks = chunks[1:]
 		}
@@ -449,6 +446,7 @@ func LoadWith(snapshot []byte, changes [][]byte, lim Limits) (*Doc, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load %d logged changes: %w", len(changes), err)
 	}
+	batch = append(snapChanges, batch...)
 	p, err := d.plan(batch, nil, levelSafety, true)
 	if err != nil {
 		return nil, fmt.Errorf("load %d logged changes: %w", len(changes), err)
