@@ -122,6 +122,13 @@ func (e *rleEnc[T]) finish() []byte {
 	return e.out
 }
 
+func (e *rleEnc[T]) reset() {
+	var zero T
+	e.out, e.state, e.n, e.val, e.lit = e.out[:0], 0, 0, zero, e.lit[:0]
+}
+
+func (e *boolEnc) reset() { e.out, e.last, e.n, e.any = e.out[:0], false, 0, false }
+
 func newUintEnc() *rleEnc[uint64] { return &rleEnc[uint64]{put: leb128.AppendUint} }
 func newIntEnc() *rleEnc[int64]   { return &rleEnc[int64]{put: appendSleb} }
 func newStrEnc() *rleEnc[string] {
@@ -180,6 +187,21 @@ func newCanonEncoder() *canonEncoder {
 		predN: newUintEnc(), predA: newUintEnc(), keyC: newDeltaEnc(), predC: newDeltaEnc(),
 		keyS: newStrEnc(), mark: newStrEnc(), ins: &boolEnc{}, exp: &boolEnc{maybe: true},
 	}
+}
+
+// reset empties the encoder for the next change, keeping its buffers.
+func (e *canonEncoder) reset() {
+	for _, u := range []*rleEnc[uint64]{e.objA, e.objC, e.keyA, e.act, e.meta, e.predN, e.predA} {
+		u.reset()
+	}
+	e.keyC.rle.reset()
+	e.predC.rle.reset()
+	e.keyC.abs, e.predC.abs = 0, 0
+	e.keyS.reset()
+	e.mark.reset()
+	e.ins.reset()
+	e.exp.reset()
+	e.raw = e.raw[:0]
 }
 
 func (e *canonEncoder) add(op *changeOp) {

@@ -19,42 +19,52 @@ import (
 // checked first (checkDocument); a document whose changes do not hash to
 // its heads is refused, as the core refuses it.
 func DocumentChanges(doc []byte) (raws [][]byte, hashes []Hash, err error) {
-	lim := DefaultLimits()
-	lim.MaxDocumentOps = 1 << 40
-	return documentChangesWith(doc, &lim)
+	raws, hashes, _, err = documentChangesWith(doc, unlimited(), true)
+	return raws, hashes, err
 }
 
-func documentChangesWith(doc []byte, lim *Limits) ([][]byte, []Hash, error) {
+// unlimited returns the default limits without a bound on a document's
+// ops: for what the server wrote itself.
+func unlimited() *Limits {
+	lim := DefaultLimits()
+	lim.MaxDocumentOps = 1 << 40
+	lim.MaxOpsPerMessage = 1 << 40
+	return &lim
+}
+
+// documentChangesWith is DocumentChanges within lim (the changes' bytes
+// only if wantRaws); it also returns the document's heads.
+func documentChangesWith(doc []byte, lim *Limits, wantRaws bool) (raws [][]byte, hashes, heads []Hash, err error) {
 	r := &reader{b: doc}
 	ch, err := readChunk(r)
 	if err == nil && (ch.typ != chunkDocument || len(r.b) > 0) {
 		err = errors.New("not one document chunk")
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("document changes: %w", err)
+		return nil, nil, nil, fmt.Errorf("document changes: %w", err)
 	}
 	keep := &docEncoder{props: map[string]uint32{}}
 	info, err := readDocument(ch, lim, keep)
 	if err != nil {
-		return nil, nil, fmt.Errorf("document changes: %w", err)
+		return nil, nil, nil, fmt.Errorf("document changes: %w", err)
 	}
-	raws, hashes, err := keep.rebuild(info.actors)
+	raws, hashes, err = keep.rebuild(info.actors, wantRaws)
 	if err != nil {
-		return nil, nil, fmt.Errorf("document changes: %w", err)
+		return nil, nil, nil, fmt.Errorf("document changes: %w", err)
 	}
-	heads := map[Hash]bool{}
+	isHead := map[Hash]bool{}
 	for _, h := range hashes {
-		heads[h] = true
+		isHead[h] = true
 	}
 	for _, c := range keep.changes {
 		for _, d := range c.deps {
-			delete(heads, hashes[d])
+			delete(isHead, hashes[d])
 		}
 	}
-	if len(heads) != len(info.heads) || slices.ContainsFunc(info.heads, func(h Hash) bool { return !heads[h] }) {
-		return nil, nil, errors.New("document changes: the rebuilt changes do not hash to the document's heads")
+	if len(isHead) != len(info.heads) || slices.ContainsFunc(info.heads, func(h Hash) bool { return !isHead[h] }) {
+		return nil, nil, nil, errors.New("document changes: the rebuilt changes do not hash to the document's heads")
 	}
-	return raws, hashes, nil
+	return raws, hashes, info.heads, nil
 }
 
 // keepRow records a stored op that readDocument read (its IDs are in the
@@ -91,8 +101,9 @@ type rebuiltOp struct {
 	from, to uint32
 }
 
-// rebuild encodes the changes of a document read by readDocument.
-func (e *docEncoder) rebuild(actors [][]byte) ([][]byte, []Hash, error) {
+// rebuild encodes the changes of a document read by readDocument, and
+// returns their hashes and, if wantRaws, their bytes.
+func (e *docEncoder) rebuild(actors [][]byte, wantRaws bool) ([][]byte, []Hash, error) {
 	// (op, pred) for every successor of every stored op, by op then pred.
 	type predPair struct {
 		op, pred uint64 // packed IDs
@@ -115,14 +126,14 @@ func (e *docEncoder) rebuild(actors [][]byte) ([][]byte, []Hash, error) {
 	for i, p := range pairs {
 		preds[i] = opID{ctr: uint32(p.pred >> 32), actor: uint32(p.pred)}
 	}
-	// Every op to rebuild, by ID: the stored ops, and the successors that
-	// are none (deletions).
-	ops := make([]rebuiltOp, 0, len(e.ops))
+	// Every op to rebuild: the stored ops (by ID), with their preds, and
+	// the successors that are none (deletions), after them.
+	all := make([]rebuiltOp, len(e.ops), len(e.ops)+len(e.ops)/8)
 	for i := range e.ops {
-		ops = append(ops, rebuiltOp{id: e.ops[i].id, row: int32(i)})
+		all[i] = rebuiltOp{id: e.ops[i].id, row: int32(i)}
 	}
-	slices.SortFunc(ops, func(a, b rebuiltOp) int { return cmp.Compare(pack(a.id), pack(b.id)) })
-	all := make([]rebuiltOp, 0, len(ops))
+	slices.SortFunc(all, func(a, b rebuiltOp) int { return cmp.Compare(pack(a.id), pack(b.id)) })
+	rows := len(all)
 	j := 0
 	for i := 0; i < len(pairs); {
 		k := i
@@ -130,19 +141,16 @@ func (e *docEncoder) rebuild(actors [][]byte) ([][]byte, []Hash, error) {
 			k++
 		}
 		p := pairs[i].op
-		for j < len(ops) && pack(ops[j].id) < p {
-			all = append(all, ops[j])
+		for j < rows && pack(all[j].id) < p {
 			j++
 		}
-		if j < len(ops) && pack(ops[j].id) == p {
-			ops[j].from, ops[j].to = uint32(i), uint32(k)
+		if j < rows && pack(all[j].id) == p {
+			all[j].from, all[j].to = uint32(i), uint32(k)
 		} else {
 			all = append(all, rebuiltOp{id: opID{ctr: uint32(p >> 32), actor: uint32(p)}, row: -1, del: pairs[i].row, from: uint32(i), to: uint32(k)})
 		}
 		i = k
 	}
-	all = append(all, ops[j:]...)
-	ops = nil
 	// By actor, then counter: each change takes its actor's next ops.
 	slices.SortFunc(all, func(a, b rebuiltOp) int {
 		if c := cmp.Compare(a.id.actor, b.id.actor); c != 0 {
@@ -154,10 +162,14 @@ func (e *docEncoder) rebuild(actors [][]byte) ([][]byte, []Hash, error) {
 	for a := range next {
 		next[a], _ = slices.BinarySearchFunc(all, uint32(a), func(o rebuiltOp, a uint32) int { return cmp.Compare(o.id.actor, a) })
 	}
-	raws := make([][]byte, len(e.changes))
+	var raws [][]byte
+	if wantRaws {
+		raws = make([][]byte, len(e.changes))
+	}
 	hashes := make([]Hash, len(e.changes))
 	local := make([]uint32, len(actors)) // document actor index -> the change's (0: none yet)
 	var cop changeOp
+	var data []byte
 	for i := range e.changes {
 		sc := &e.changes[i]
 		a := sc.actor
@@ -202,7 +214,11 @@ func (e *docEncoder) rebuild(actors [][]byte) ([][]byte, []Hash, error) {
 			c.others = append(c.others, actors[o])
 		}
 		toRef := func(id opID) ref { return ref{actor: uint64(local[id.actor]), ctr: uint64(id.ctr)} }
-		enc := newCanonEncoder()
+		if e.canon == nil {
+			e.canon = newCanonEncoder()
+		}
+		enc := e.canon
+		enc.reset()
 		for _, o := range mine {
 			op := o.stored(e)
 			cop = changeOp{preds: cop.preds[:0]}
@@ -238,8 +254,11 @@ func (e *docEncoder) rebuild(actors [][]byte) ([][]byte, []Hash, error) {
 		for _, o := range others {
 			local[o] = 0
 		}
-		data := appendChangeData(nil, c, enc.columns())
-		raws[i], hashes[i] = frameChunk(chunkChange, data), dataHash(chunkChange, data)
+		data = appendChangeData(data[:0], c, enc.columns())
+		hashes[i] = dataHash(chunkChange, data)
+		if wantRaws {
+			raws[i] = frameChunk(chunkChange, data)
+		}
 	}
 	return raws, hashes, nil
 }

@@ -60,9 +60,7 @@ type storedChange struct {
 }
 
 func encodeDocument(raws [][]byte, compress bool) ([]byte, error) {
-	lim := DefaultLimits()
-	lim.MaxDocumentOps = 1 << 40
-	lim.MaxOpsPerMessage = 1 << 40
+	lim := *unlimited()
 	chunks := make([]*changeChunk, len(raws))
 	actorSet := map[string]bool{}
 	for i, raw := range raws {
@@ -87,6 +85,11 @@ func encodeDocument(raws [][]byte, compress bool) ([]byte, error) {
 	}
 
 	e := &docEncoder{props: map[string]uint32{}, kinds: map[opID]objKind{{}: objMap}}
+	total := uint64(0)
+	for _, c := range chunks {
+		total += c.numOps
+	}
+	e.ops = make([]storedOp, 0, total)
 	changes := make([]storedChange, len(chunks))
 	index := make(map[Hash]uint64, len(chunks))
 	var local []uint32
@@ -202,6 +205,7 @@ type docEncoder struct {
 	pairs    []succPair // (op, successor) for every pred of every op
 	succs    []opID
 	changes  []storedChange // read by readDocument
+	canon    *canonEncoder  // reused from change to change
 }
 
 // succPair says that succ is a successor of op (packed IDs).
@@ -227,7 +231,11 @@ func docID(r ref, local []uint32) (opID, error) {
 // addChange records c's ops; local maps c's actor indexes to the
 // document's.
 func (e *docEncoder) addChange(c *changeChunk, local []uint32, lim *Limits) error {
-	ce := newCanonEncoder()
+	if e.canon == nil {
+		e.canon = newCanonEncoder()
+	}
+	ce := e.canon
+	ce.reset()
 	it := c.ops(lim)
 	for n := uint64(0); it.next(); n++ {
 		op := &it.op

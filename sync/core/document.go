@@ -286,6 +286,10 @@ func (d *docCheck) ops(cols []column) error {
 	if nc, err := countRLE(idCtr, rleInt, n+1); err != nil || nc != n {
 		return fmt.Errorf("id counter column does not match the id actor column (%d entries): %v", n, err)
 	}
+	if d.keep != nil {
+		d.keep.ops = make([]storedOp, 0, n)
+		d.keep.vals = make([]byte, 0, len(c.valRaw))
+	}
 	oc := newOpCols(c.objActor, c.objCtr, c.keyActor, c.keyCtr, c.keyStr, c.insert, c.action, c.valMeta, c.valRaw, c.expand, c.markName)
 	idActors, idCounters := newRLE(idActor, rleUint), newDelta(idCtr)
 	succs := newRefList(succNum, succActor, succCtr)

@@ -13,10 +13,11 @@ import (
 )
 
 // compactor compacts documents off the rooms' turns, one at a time for the
-// whole registry: it loads what the store holds for a document into a core
-// document of its own (core.Compact: the stored changes are not validated
-// again), saves it as a snapshot, checks that the snapshot loads with the
-// same heads, and replaces the log with it (Store.Compact).
+// whole registry: it merges what the store holds for a document into one
+// snapshot, in Go (core.Compact: the stored changes are not validated
+// again, and no Automerge document is built), checks that the snapshot
+// reads back as exactly those changes, and replaces the log with it
+// (Store.Compact).
 // A room's own document is never touched (a room that only relays changes
 // never materializes its document), peers' messages are not delayed by
 // it, and at most one extra copy of one document is in memory at a time.
@@ -147,7 +148,7 @@ func (c *compactor) compact(r *Room) compaction {
 	return compaction{throughSeq: st.LastSeq, logBytes: logBytes, snapshot: snap, heads: heads}
 }
 
-// compactValidated compacts what Compact cannot vouch for (see
+// compactValidated compacts what Compact does not take (see
 // core.ErrCompactUnsure): it decodes and validates the stored document as
 // a room's load does, which keeps changes held for missing deps after the
 // snapshot, and checks that the snapshot loads the same way.

@@ -77,14 +77,14 @@ func TestCompactionDoesNotHoldTheRoom(t *testing.T) {
 	c.syncUntil(func() bool { return sameHeads(a.doc, c.doc) })
 }
 
-// A document whose history would take the core more than CompactMemory
-// is not compacted: its changes stay logged, and it loads as ever.
+// A document whose compaction would take more than CompactMemory is not
+// compacted: its changes stay logged, and it loads as ever.
 func TestCompactionWithinMemoryBudget(t *testing.T) {
 	t.Parallel()
 	st := newStore(t)
-	// Each edit below is one op; compaction is due from the second, when
-	// the history's estimate is already over a one-op budget.
-	reg := newRegistry(t, st, room.Config{CompactChanges: 2, CompactMemory: room.CoreBytesPerOp})
+	// Each edit below is one op in one change; compaction is due from the
+	// second, when the history's estimate is already over a budget of one.
+	reg := newRegistry(t, st, room.Config{CompactChanges: 2, CompactMemory: int64(room.CompactionBytes(1, 1))})
 	id := wire.NewDocID()
 	a := newClient(t, reg, id, "peer-a")
 	for i := range 6 {

@@ -24,12 +24,12 @@ type Config struct {
 	// CompactBytes is the log size in bytes past which a room compacts,
 	// when the log is also larger than the snapshot. Zero means 4 MiB.
 	CompactBytes int64
-	// CompactMemory bounds what one compaction may make the Automerge core
-	// hold, estimated at CoreBytesPerOp per op of the document's history:
-	// a document larger than that is not compacted (its changes stay
-	// logged, and are served from the change graph as ever). Compactions
-	// run one at a time, so this is also their budget for the whole
-	// registry. Zero means 1 GiB.
+	// CompactMemory bounds what one compaction may hold, estimated by
+	// CompactionBytes from the document's ops and changes: a document
+	// larger than that is not compacted (its changes stay logged, and are
+	// served from the change graph as ever). Compactions run one at a
+	// time, so this is also their budget for the whole registry. Zero
+	// means 512 MiB.
 	CompactMemory int64
 	// RetryBackoff is the first delay before retrying a failed store write;
 	// it doubles up to 5 s. Zero means 50 ms.
@@ -70,10 +70,11 @@ type Config struct {
 	Metrics Metrics
 }
 
-// CoreBytesPerOp is what the Automerge 0.5 core holds per op of a loaded
-// document, about (measured on text and map histories); CompactMemory is
-// checked against it.
-const CoreBytesPerOp = 500
+// CompactionBytes estimates the memory a compaction of a document with the
+// given ops and changes takes at its peak (the Go heap of core.Compact,
+// measured on text histories: about 120 bytes per op and 2,500 per
+// change); CompactMemory is checked against it.
+func CompactionBytes(ops, changes uint64) uint64 { return ops*120 + changes*2500 }
 
 // DefaultUnavailableGrace is the UnavailableGrace of a zero Config: more
 // than the stock client's 100 ms delay before it syncs a new document, plus
@@ -97,7 +98,7 @@ func (c Config) withDefaults() Config {
 		c.CompactBytes = 4 << 20
 	}
 	if c.CompactMemory <= 0 {
-		c.CompactMemory = 1 << 30
+		c.CompactMemory = 512 << 20
 	}
 	if c.RetryBackoff <= 0 {
 		c.RetryBackoff = 50 * time.Millisecond

@@ -846,11 +846,12 @@ func (r *Room) compact(final bool) {
 	if !r.stored || r.lastSeq == r.snapSeq || (!final && (r.compacting || time.Now().Before(r.compactAfter))) {
 		return
 	}
-	if need := r.graph.Graph().Ops() * CoreBytesPerOp; need > uint64(r.cfg.CompactMemory) {
+	g := r.graph.Graph()
+	if need := CompactionBytes(g.Ops(), uint64(g.Len())); need > uint64(r.cfg.CompactMemory) {
 		if !r.overBudget {
 			r.overBudget = true
 			r.log.Info("document too large to compact: its changes stay logged",
-				"ops", r.graph.Graph().Ops(), "core_bytes_estimate", need, "compact_memory", r.cfg.CompactMemory)
+				"ops", g.Ops(), "changes", g.Len(), "bytes_estimate", need, "compact_memory", r.cfg.CompactMemory)
 		}
 		return
 	}
