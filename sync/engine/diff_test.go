@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -31,6 +32,7 @@ type server interface {
 	receive(p int, msg []byte) (changed bool, err error)
 	generate(p int) ([]byte, bool)
 	heads() []Hash
+	has(h Hash) bool
 }
 
 type engineServer struct {
@@ -59,6 +61,7 @@ func (s *engineServer) receive(p int, msg []byte) (bool, error) {
 
 func (s *engineServer) generate(p int) ([]byte, bool) { return s.states[p].Generate(s.doc) }
 func (s *engineServer) heads() []Hash                 { return s.doc.Heads() }
+func (s *engineServer) has(h Hash) bool               { return s.doc.g.Has(h) }
 
 type coreServer struct {
 	doc    *automerge.Doc
@@ -93,15 +96,88 @@ func (s *coreServer) generate(p int) ([]byte, bool) {
 
 func (s *coreServer) heads() []Hash { return heads(s.doc) }
 
+func (s *coreServer) has(h Hash) bool {
+	_, err := s.doc.Change(automerge.ChangeHash(h))
+	return err == nil
+}
+
+// client is a peer in a world: its document, and its sync state for the
+// server.
+type client interface {
+	edit(r *rand.Rand, k int) // k local changes, drawn from r
+	generate() ([]byte, bool) // its next message to the server
+	receive(msg []byte) error // a message from the server
+	restart(resume bool)      // a new session: its state resumed from the saved one, or fresh
+	lose(gen int) client      // the peer lost its data: a new empty document, a new actor
+	heads() []Hash            // its document's heads
+	has(hs []Hash) []bool     // which of hs its document has
+}
+
+// amClient is an automerge-go peer and its sync state.
+type amClient struct {
+	t     testing.TB
+	i     int // the peer's index: its actor is newAMPeer's i+16*generation
+	peer  *amPeer
+	state *automerge.SyncState
+}
+
+func newAMClient(t testing.TB, i, gen int) *amClient {
+	p := newAMPeer(t, i+16*gen)
+	return &amClient{t: t, i: i, peer: p, state: automerge.NewSyncState(p.doc)}
+}
+
+func (c *amClient) edit(r *rand.Rand, k int) { c.peer.edit(c.t, r, k) }
+
+func (c *amClient) generate() ([]byte, bool) {
+	m, ok := c.state.GenerateMessage()
+	if !ok {
+		return nil, false
+	}
+	return m.Bytes(), true
+}
+
+func (c *amClient) receive(msg []byte) error {
+	_, err := c.state.ReceiveMessage(msg)
+	return err
+}
+
+func (c *amClient) restart(resume bool) {
+	if !resume {
+		c.state = automerge.NewSyncState(c.peer.doc)
+		return
+	}
+	st, err := automerge.LoadSyncState(c.peer.doc, c.state.Save())
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.state = st
+}
+
+func (c *amClient) lose(gen int) client {
+	n := newAMClient(c.t, c.i, gen)
+	n.peer.clock = c.peer.clock
+	return n
+}
+
+func (c *amClient) heads() []Hash { return heads(c.peer.doc) }
+
+func (c *amClient) has(hs []Hash) []bool {
+	out := make([]bool, len(hs))
+	for i, h := range hs {
+		_, err := c.peer.doc.Change(automerge.ChangeHash(h))
+		out[i] = err == nil
+	}
+	return out
+}
+
 // world is one run of a session: a server, its peers, and the messages in
 // flight each way.
 type world struct {
 	t       testing.TB
 	srv     server
-	peers   []*amPeer
-	states  []*automerge.SyncState // each peer's state for the server
-	up      [][][]byte             // peer → server
-	down    [][][]byte             // server → peer
+	peers   []client
+	up      [][][]byte // peer → server
+	down    [][][]byte // server → peer
 	offline []bool
 	gen     []int // how often each peer lost its data
 
@@ -111,18 +187,42 @@ type world struct {
 	bytes, msgs int      // server → peers
 	sent        [][]byte // what the server sent, in order
 	sentTo      []int    // and to whom
+	// For comparing two runs: the author's heads after each edit (equal
+	// lists: both runs made the same changes), and a peer's heads when it
+	// lost its data (if the server lacks them, changes were lost with it).
+	edits [][]Hash
+	lost  []Hash
 }
 
+// newWorld is a world of automerge-go peers.
 func newWorld(t testing.TB, srv server, peers int) *world {
-	w := &world{t: t, srv: srv, up: make([][][]byte, peers), down: make([][][]byte, peers),
-		offline: make([]bool, peers), gen: make([]int, peers)}
-	for i := range peers {
-		p := newAMPeer(t, i)
-		w.peers = append(w.peers, p)
-		w.states = append(w.states, automerge.NewSyncState(p.doc))
+	cs := make([]client, peers)
+	for i := range cs {
+		cs[i] = newAMClient(t, i, 0)
+	}
+	return newWorldOf(t, srv, cs)
+}
+
+func newWorldOf(t testing.TB, srv server, peers []client) *world {
+	n := len(peers)
+	w := &world{t: t, srv: srv, peers: peers, up: make([][][]byte, n), down: make([][][]byte, n),
+		offline: make([]bool, n), gen: make([]int, n)}
+	for i := range n {
 		srv.connect(i, false)
 	}
 	return w
+}
+
+// edit makes k changes on peer p and sends what it now has to send.
+func (w *world) edit(p int, r *rand.Rand, k int) {
+	w.peers[p].edit(r, k)
+	w.edits = append(w.edits, w.peers[p].heads())
+	w.peerGenerate(p)
+}
+
+// orphaned reports whether a peer lost changes the server never got.
+func (w *world) orphaned() bool {
+	return slices.ContainsFunc(w.lost, func(h Hash) bool { return !w.srv.has(h) })
 }
 
 func (w *world) serverGenerate(p int) {
@@ -145,8 +245,8 @@ func (w *world) peerGenerate(p int) {
 	if w.offline[p] {
 		return
 	}
-	if m, ok := w.states[p].GenerateMessage(); ok {
-		w.up[p] = append(w.up[p], m.Bytes())
+	if m, ok := w.peers[p].generate(); ok {
+		w.up[p] = append(w.up[p], m)
 	}
 }
 
@@ -199,7 +299,7 @@ func (w *world) toPeer(p, how int, x uint64) error {
 		return nil
 	}
 	m := take(&w.down[p], w.order(how), x)
-	if _, err := w.states[p].ReceiveMessage(m); err != nil {
+	if err := w.peers[p].receive(m); err != nil {
 		return fmt.Errorf("peer %d refused a server message %x: %w", p, m, err)
 	}
 	w.peerGenerate(p)
@@ -226,19 +326,10 @@ func (w *world) reconnect(p int, resume, lost bool) {
 	w.offline[p] = false
 	if lost {
 		w.gen[p]++
-		np := newAMPeer(w.t, p+16*w.gen[p])
-		np.clock = w.peers[p].clock
-		w.peers[p] = np
-		resume = false
-	}
-	if resume {
-		st, err := automerge.LoadSyncState(w.peers[p].doc, w.states[p].Save())
-		if err != nil {
-			w.t.Fatal(err)
-		}
-		w.states[p] = st
+		w.lost = append(w.lost, w.peers[p].heads()...)
+		w.peers[p] = w.peers[p].lose(w.gen[p])
 	} else {
-		w.states[p] = automerge.NewSyncState(w.peers[p].doc)
+		w.peers[p].restart(resume)
 	}
 	w.srv.connect(p, resume || lost)
 	w.peerGenerate(p)
@@ -252,8 +343,7 @@ func (w *world) step(r *rand.Rand) error {
 	edit := rand.New(rand.NewPCG(x, 7))
 	switch {
 	case a < 20:
-		w.peers[p].edit(w.t, edit, 1+how%3)
-		w.peerGenerate(p)
+		w.edit(p, edit, 1+how%3)
 	case a < 45:
 		if !w.offline[p] {
 			return w.toServer(p, how, x)
@@ -312,7 +402,7 @@ func (w *world) quiesce() error {
 func (w *world) converged() error {
 	want := w.srv.heads()
 	for p, peer := range w.peers {
-		if got := heads(peer.doc); !slices.Equal(got, want) {
+		if got := peer.heads(); !slices.Equal(got, want) {
 			return fmt.Errorf("peer %d has %d heads %x…, the server %d heads", p, len(got), got, len(want))
 		}
 	}
@@ -340,7 +430,13 @@ func runSession(t testing.TB, seed uint64, srv server, inOrder bool) (*world, er
 	return w, w.converged()
 }
 
-// diffStats sums a run of sessions, in two classes: "plain" sessions
+// sessionFunc runs one session on srv (runSession; jsDiffSession for JS
+// peers). runDifferential runs a seed on the engine before the core.
+type sessionFunc func(t testing.TB, seed uint64, srv server, inOrder bool) (*world, error)
+
+// diffStats sums a run of sessions, in three classes: sessions in which
+// the engine sent a whole document (a V2 message: it does what the 0.5.0
+// core cannot, so its bytes are not held to the core's), "plain" sessions
 // (deliveries in order, and the engine never held a change) and the
 // others, where the engine's two departures from the 0.5.0 core can fire
 // (see Generate): asking only the peer whose heads lead to a held change
@@ -353,30 +449,37 @@ type diffStats struct {
 	plain, plainMore                  int // plain sessions; of those, where the engine sent more
 	other, otherMore                  int
 	otherEngine, otherCore            int // bytes in the other sessions
+	whole, wholeMore                  int // whole-document sessions
+	wholeEngine, wholeCore            int
+	sameChanges                       int // sessions whose two runs made the same changes and lost none
 	maxRatio                          float64
 	maxRatioSeed                      uint64
 }
 
-func runDifferential(t *testing.T, first uint64, n int) diffStats {
+func runDifferential(t *testing.T, first uint64, n int, run sessionFunc) diffStats {
 	var st diffStats
 	for seed := first; seed < first+uint64(n); seed++ {
 		inOrder := seed%2 == 0
 		eng := &engineServer{doc: NewDocument(Options{}), states: make([]*SyncState, 4)}
-		ew, err := runSession(t, seed, eng, inOrder)
+		ew, err := run(t, seed, eng, inOrder)
 		if err != nil {
 			t.Fatalf("seed %d, engine server: %v", seed, err)
 		}
 		// What the engine still holds must be orphans: changes of a peer
 		// that lost its data before it sent their deps.
-		for h := range eng.doc.held.m {
-			for p, peer := range ew.peers {
-				if _, err := peer.doc.Change(automerge.ChangeHash(h)); err == nil {
-					t.Fatalf("seed %d: the engine holds %x, which peer %d has", seed, h[:4], p)
+		held := slices.Collect(maps.Keys(eng.doc.held.m))
+		for p, peer := range ew.peers {
+			if len(held) == 0 {
+				break
+			}
+			for i, ok := range peer.has(held) {
+				if ok {
+					t.Fatalf("seed %d: the engine holds %x, which peer %d has", seed, held[i][:4], p)
 				}
 			}
 		}
 		core := &coreServer{doc: automerge.New(), states: make([]*automerge.SyncState, 4)}
-		cw, err := runSession(t, seed, core, inOrder)
+		cw, err := run(t, seed, core, inOrder)
 		if err != nil {
 			// The core is the reference; a session it cannot finish is
 			// counted, not failed.
@@ -392,14 +495,30 @@ func runDifferential(t *testing.T, first uint64, n int) diffStats {
 		if slices.EqualFunc(ew.sent, cw.sent, bytes.Equal) {
 			st.identical++
 		}
+		// Both runs made the same changes, and none was lost with a
+		// peer's data: the server has all of them in both.
+		if slices.EqualFunc(ew.edits, cw.edits, slices.Equal) && !ew.orphaned() && !cw.orphaned() {
+			st.sameChanges++
+			if eh, ch := eng.heads(), core.heads(); !slices.Equal(eh, ch) {
+				t.Errorf("seed %d: the same changes made, but the engine ends at heads %x, the core at %x", seed, eh, ch)
+			}
+		}
 		more := ew.bytes > cw.bytes
-		if inOrder && eng.held == 0 {
+		switch {
+		case slices.ContainsFunc(ew.sent, func(m []byte) bool { return m[0] == MessageV2 }):
+			st.whole++
+			st.wholeEngine += ew.bytes
+			st.wholeCore += cw.bytes
+			if more {
+				st.wholeMore++
+			}
+		case inOrder && eng.held == 0:
 			st.plain++
 			if more {
 				st.plainMore++
 				t.Errorf("seed %d (in order, nothing held): the engine sent %d bytes, the core %d", seed, ew.bytes, cw.bytes)
 			}
-		} else {
+		default:
 			st.other++
 			st.otherEngine += ew.bytes
 			st.otherCore += cw.bytes
@@ -412,6 +531,24 @@ func runDifferential(t *testing.T, first uint64, n int) diffStats {
 		}
 	}
 	return st
+}
+
+// report logs the sums, and fails the test if the engine sent more bytes
+// than the core outside whole-document sessions.
+func (st diffStats) report(t *testing.T) {
+	t.Logf("server messages byte-identical to the core's in %d of %d sessions; the same changes made (and none lost) in %d, with the same heads",
+		st.identical, st.sessions, st.sameChanges)
+	t.Logf("bytes sent: engine %d, core %d, ratio %.4f; messages %d vs %d",
+		st.engineBytes, st.coreBytes, float64(st.engineBytes)/float64(st.coreBytes), st.engineMsgs, st.coreMsgs)
+	t.Logf("engine sent more: %d of %d plain sessions, %d of %d others (bytes ratio in those %.4f; max ratio %.3f, seed %d)",
+		st.plainMore, st.plain, st.otherMore, st.other, float64(st.otherEngine)/float64(max(st.otherCore, 1)), st.maxRatio, st.maxRatioSeed)
+	if st.whole > 0 {
+		t.Logf("whole-document sessions: %d, bytes engine %d, core %d (ratio %.4f); the engine sent more in %d",
+			st.whole, st.wholeEngine, st.wholeCore, float64(st.wholeEngine)/float64(max(st.wholeCore, 1)), st.wholeMore)
+	}
+	if st.engineBytes-st.wholeEngine > st.coreBytes-st.wholeCore {
+		t.Errorf("the engine sent more bytes than the core in all (whole-document sessions aside)")
+	}
 }
 
 func envInt(name string, def int) int {
@@ -428,21 +565,17 @@ func TestDifferential(t *testing.T) {
 	}
 	first := uint64(envInt("ENGINE_DIFF_SEED", 1))
 	start := time.Now()
-	st := runDifferential(t, first, n)
+	st := runDifferential(t, first, n, runSession)
 	t.Logf("%d sessions in %v (seeds %d–%d, odd seeds with duplicates and reorders): all converged with the engine; the core failed to converge in %d",
 		n, time.Since(start).Round(time.Millisecond), first, first+uint64(n)-1, st.notConverged)
-	t.Logf("server messages byte-identical to the core's in %d of %d sessions", st.identical, st.sessions)
-	t.Logf("bytes sent: engine %d, core %d, ratio %.4f; messages %d vs %d",
-		st.engineBytes, st.coreBytes, float64(st.engineBytes)/float64(st.coreBytes), st.engineMsgs, st.coreMsgs)
-	t.Logf("engine sent more: %d of %d plain sessions, %d of %d others (bytes ratio in those %.4f; max ratio %.3f, seed %d)",
-		st.plainMore, st.plain, st.otherMore, st.other, float64(st.otherEngine)/float64(max(st.otherCore, 1)), st.maxRatio, st.maxRatioSeed)
-	if st.engineBytes > st.coreBytes {
-		t.Errorf("the engine sent more bytes than the core in all")
-	}
+	st.report(t)
 }
 
 // describe summarizes a sync message for traces.
 func describe(b []byte) string {
+	if len(b) > 0 && b[0] == MessageV2 {
+		return fmt.Sprintf("a whole document, %d bytes", len(b))
+	}
 	m, err := DecodeMessage(b)
 	if err != nil {
 		return "bad " + err.Error()
