@@ -61,18 +61,22 @@ type storedChange struct {
 
 func encodeDocument(raws [][]byte, compress bool) ([]byte, error) {
 	lim := *unlimited()
-	chunks := make([]*changeChunk, len(raws))
+	// First the actors (sorted, as the document lists them) and the number
+	// of ops; then each change is decoded again and its ops recorded. No
+	// decoded change is kept: that would cost more than its ops do on a
+	// long history of small changes.
 	actorSet := map[string]bool{}
+	total := uint64(0)
 	for i, raw := range raws {
 		c, err := decodeChangeChunk(raw, &lim)
 		if err != nil {
 			return nil, fmt.Errorf("encode document: change %d: %w", i, err)
 		}
-		chunks[i] = c
 		actorSet[string(c.actor)] = true
 		for _, o := range c.others {
 			actorSet[string(o)] = true
 		}
+		total += c.numOps
 	}
 	actors := make([]string, 0, len(actorSet))
 	for a := range actorSet {
@@ -85,15 +89,16 @@ func encodeDocument(raws [][]byte, compress bool) ([]byte, error) {
 	}
 
 	e := &docEncoder{props: map[string]uint32{}, kinds: map[opID]objKind{{}: objMap}}
-	total := uint64(0)
-	for _, c := range chunks {
-		total += c.numOps
-	}
 	e.ops = make([]storedOp, 0, total)
-	changes := make([]storedChange, len(chunks))
-	index := make(map[Hash]uint64, len(chunks))
+	changes := make([]storedChange, len(raws))
+	index := make(map[Hash]uint64, len(raws))
+	isDep := make(map[Hash]bool)
 	var local []uint32
-	for i, c := range chunks {
+	for i, raw := range raws {
+		c, err := decodeChangeChunk(raw, &lim)
+		if err != nil {
+			return nil, fmt.Errorf("encode document: change %d: %w", i, err)
+		}
 		local = append(local[:0], actorIdx[string(c.actor)])
 		for _, o := range c.others {
 			local = append(local, actorIdx[string(o)])
@@ -106,28 +111,23 @@ func encodeDocument(raws [][]byte, compress bool) ([]byte, error) {
 		if c.numOps == 0 {
 			dc.maxOp = c.startOp - 1
 		}
-		for _, d := range c.deps {
+		dc.deps = make([]uint64, len(c.deps))
+		for k, d := range c.deps {
 			j, ok := index[d]
 			if !ok {
 				return nil, fmt.Errorf("encode document: change %d: dep %x is not an earlier change", i, d[:4])
 			}
-			dc.deps = append(dc.deps, j)
+			dc.deps[k] = j
+			isDep[d] = true
 		}
 		changes[i] = dc
 		index[c.hash] = uint64(i)
 	}
-	heads := map[Hash]bool{}
-	for _, c := range chunks {
-		heads[c.hash] = true
-	}
-	for _, c := range chunks {
-		for _, d := range c.deps {
-			delete(heads, d)
+	var headList []Hash
+	for h := range index {
+		if !isDep[h] {
+			headList = append(headList, h)
 		}
-	}
-	headList := make([]Hash, 0, len(heads))
-	for h := range heads {
-		headList = append(headList, h)
 	}
 	slices.SortFunc(headList, func(a, b Hash) int { return bytes.Compare(a[:], b[:]) })
 

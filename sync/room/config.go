@@ -72,9 +72,9 @@ type Config struct {
 
 // CompactionBytes estimates the memory a compaction of a document with the
 // given ops and changes takes at its peak (the Go heap of core.Compact,
-// measured on text histories: about 120 bytes per op and 2,500 per
+// measured on text histories: about 120 bytes per op and 1,000 per
 // change); CompactMemory is checked against it.
-func CompactionBytes(ops, changes uint64) uint64 { return ops*120 + changes*2500 }
+func CompactionBytes(ops, changes uint64) uint64 { return ops*120 + changes*1000 }
 
 // DefaultUnavailableGrace is the UnavailableGrace of a zero Config: more
 // than the stock client's 100 ms delay before it syncs a new document, plus
