@@ -2,6 +2,7 @@ package core
 
 import (
 	"bytes"
+	"slices"
 	"testing"
 
 	"github.com/automerge/automerge-go"
@@ -245,6 +246,15 @@ func FuzzDocument(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		doc := frameChunk(chunkDocument, data)
 		if d, err := LoadWith(doc, nil, fuzzLimits); err == nil {
+			// What loads compacts, in Go, to a document with its heads.
+			snap, heads, err := Compact(doc, nil)
+			if err != nil {
+				t.Fatalf("a document that loads does not compact: %v", err)
+			}
+			again, err := LoadWith(snap, nil, fuzzLimits)
+			if err != nil || !slices.Equal(heads, d.Heads()) || !slices.Equal(again.Heads(), heads) {
+				t.Fatalf("compacted: %v; heads %x, loaded %x, reloaded", err, heads, d.Heads())
+			}
 			exercise(t, d, d.NewSyncState())
 		}
 		_, _ = chunkHashes(doc, fuzzLimits)
