@@ -14,8 +14,8 @@ import (
 
 // EncodeDocument writes changes as one document chunk, the format the
 // core's Save writes (see document.go for its layout), in Go: no Automerge
-// document is built, and memory is a few dozen bytes per op rather than the
-// core's few hundred. The changes must form a whole history (every dep
+// document is built, and it takes about 120 bytes per op at its peak where
+// the core holds about 500. The changes must form a whole history (every dep
 // among them), in causal order, each one change chunk, as a document's
 // change graph holds them; they are decoded again here (not validated:
 // they were when they were added), and a change the core would not
