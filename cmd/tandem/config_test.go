@@ -50,6 +50,8 @@ func TestParseConfig(t *testing.T) {
 		{name: "webhook retention", env: map[string]string{"TANDEM_WEBHOOK_RETENTION": "24h"}, check: func(c Config) bool { return c.WebhookRetention == 24*time.Hour }},
 		{name: "compaction memory budget", args: []string{"--compact-memory", "268435456"}, check: func(c Config) bool { return c.CompactMemory == 256<<20 }},
 		{name: "compaction memory budget by default", check: func(c Config) bool { return c.CompactMemory == 512<<20 }},
+		{name: "core memory budget", args: []string{"--core-memory", "1048576"}, check: func(c Config) bool { return c.CoreMemory == 1<<20 }},
+		{name: "core memory budget by default", check: func(c Config) bool { return c.CoreMemory == 1<<30 }},
 		{name: "pprof off by default", check: func(c Config) bool { return c.PprofAddr == "" }},
 		{name: "pprof on loopback", args: []string{"--pprof-addr", "127.0.0.1:6060"}, check: func(c Config) bool { return c.PprofAddr == "127.0.0.1:6060" }},
 		{name: "pprof from the environment", env: map[string]string{"TANDEM_PPROF_ADDR": "localhost:6060"}, check: func(c Config) bool { return c.PprofAddr == "localhost:6060" }},

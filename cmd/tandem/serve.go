@@ -67,6 +67,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		IdleTimeout:      cfg.IdleTimeout,
 		CompactChanges:   cfg.CompactChanges,
 		CompactMemory:    cfg.CompactMemory,
+		CoreMemory:       cfg.CoreMemory,
 		DrainTimeout:     cfg.DrainTimeout,
 		UnavailableGrace: cfg.roomUnavailableGrace(),
 		Limits:           cfg.Limits,

@@ -110,6 +110,41 @@ func (d *Doc) Materialize() error {
 	return nil
 }
 
+// Materialized reports whether the document holds a core document (see
+// Materialize and Release).
+func (d *Doc) Materialized() bool { return d.d != nil }
+
+// Release drops the core document, keeping the document as the validated
+// changes it is made of, as Load leaves a document: until something needs
+// the core again, which then rebuilds it (Materialize). history must be all
+// of the document's changes in causal order (as the room's change graph
+// holds them), and heads their heads. It does nothing and reports false if
+// those are not the core's heads, or the core refused changes it was
+// given (they stay deferred until it takes them).
+func (d *Doc) Release(history []Change, heads []Hash) bool {
+	if d.d == nil {
+		return true
+	}
+	if len(d.lazy.raws) > 0 || !slices.Equal(hashes(d.d.Heads()), heads) {
+		return false
+	}
+	if _, err := d.index(); err != nil { // takes in the core's own edits
+		return false
+	}
+	lazy := lazyChanges{
+		raws:   make([][]byte, len(history)),
+		hashes: make([]Hash, len(history)),
+		has:    make(map[Hash]struct{}, len(history)),
+		heads:  slices.Clone(heads),
+	}
+	for i, c := range history {
+		lazy.raws[i], lazy.hashes[i] = c.Data, c.Hash
+		lazy.has[c.Hash] = struct{}{}
+	}
+	d.lazy, d.d = lazy, nil
+	return true
+}
+
 // deferChanges records validated changes (in causal order, with their
 // decoded deps) for the core to apply when it is next needed, and returns
 // the document's heads with them.

@@ -31,6 +31,12 @@ type Config struct {
 	// time, so this is also their budget for the whole registry. Zero
 	// means 512 MiB.
 	CompactMemory int64
+	// CoreMemory bounds the Automerge core documents the registry's rooms
+	// hold, estimated at CoreBytesPerOp per op: a room materializes its
+	// document only for the HTTP API, and when the cores held add up to
+	// more, the longest unused are released (their documents stay in
+	// memory as their changes). Zero means 1 GiB.
+	CoreMemory int64
 	// RetryBackoff is the first delay before retrying a failed store write;
 	// it doubles up to 5 s. Zero means 50 ms.
 	RetryBackoff time.Duration
@@ -96,6 +102,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.CompactBytes <= 0 {
 		c.CompactBytes = 4 << 20
+	}
+	if c.CoreMemory <= 0 {
+		c.CoreMemory = 1 << 30
 	}
 	if c.CompactMemory <= 0 {
 		c.CompactMemory = 512 << 20

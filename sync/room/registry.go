@@ -30,6 +30,7 @@ type Registry struct {
 	store     Store
 	health    *storeHealth
 	compactor *compactor
+	cores     *coreBudget
 
 	ctx    context.Context // parent of every room's run
 	cancel context.CancelFunc
@@ -55,6 +56,7 @@ func NewRegistry(store Store, cfg Config) *Registry {
 		ctx:    ctx,
 		cancel: cancel,
 		rooms:  make(map[wire.DocID]*Room),
+		cores:  newCoreBudget(cfg.CoreMemory),
 	}
 	g.compactor = newCompactor(g)
 	return g

@@ -25,6 +25,7 @@ const (
 	kindRemote       // another node's durable changes (replica.go)
 	kindRemoteDelete // another node deleted the document
 	kindCatchUp      // read what the room lacks from the store's log
+	kindRelease      // drop the core document (cores.go)
 )
 
 // envelope is one item of a room's inbox.
@@ -165,6 +166,7 @@ func (r *Room) end() {
 	if rep := r.cfg.Replicator; rep != nil {
 		rep.Unfollow(r.id)
 	}
+	r.reg.cores.released(r)
 	close(r.done)
 	r.cfg.Metrics.RoomClosed()
 	r.reg.wg.Done()
@@ -355,6 +357,9 @@ func (r *Room) snapshotCovered(heads []core.Hash) bool {
 
 // setDoc makes doc the room's document, with an empty graph beside it.
 func (r *Room) setDoc(doc *core.Doc) {
+	if r.doc != nil {
+		r.reg.cores.released(r)
+	}
 	r.doc = doc
 	r.graph = engine.NewDocument(engine.Options{HeldOutside: doc})
 }
@@ -476,6 +481,8 @@ func (r *Room) turn(ctx context.Context, batch []envelope) {
 			}
 		case kindCatchUp:
 			r.catchUp(ctx)
+		case kindRelease:
+			r.releaseCore()
 		}
 	}
 	if !r.settle() {
@@ -722,15 +729,18 @@ func (r *Room) do(env envelope) {
 	before := r.doc.Heads()
 	if err := env.do(r.doc, r.exists()); err != nil {
 		env.reply <- err
+		r.materialized()
 		return
 	}
 	changes, err := r.doc.ChangesSince(before)
 	if err != nil {
 		env.reply <- fmt.Errorf("doc %s: changes made by the operation: %w", r.id, err)
+		r.materialized()
 		return
 	}
 	if len(changes) == 0 {
 		env.reply <- nil
+		r.materialized()
 		return
 	}
 	r.queue(changes)
@@ -738,6 +748,7 @@ func (r *Room) do(env envelope) {
 		r.repairGraph(err)
 	}
 	r.waiters = append(r.waiters, env.reply)
+	r.materialized()
 }
 
 // delete removes the document from the store and from memory. Its peers are
