@@ -202,15 +202,15 @@ func decodeChangeData(data []byte, lim *Limits) (*changeChunk, error) {
 	}
 	c.extra = extra
 	cc := &c.cols
-	slots := map[colSlot]*[]byte{
-		{colObj, colActor}: &cc.objActor, {colObj, colInteger}: &cc.objCtr,
-		{colKey, colActor}: &cc.keyActor, {colKey, colDelta}: &cc.keyCtr, {colKey, colString}: &cc.keyStr,
-		{colInsert, colBoolean}: &cc.insert, {colAction, colInteger}: &cc.action,
-		{colVal, colValueMeta}: &cc.valMeta, {colVal, colValue}: &cc.valRaw,
-		{colPred, colGroup}: &cc.predNum, {colPred, colActor}: &cc.predActor, {colPred, colDelta}: &cc.predCtr,
-		{colExpand, colBoolean}: &cc.expand, {colMarkName, colString}: &cc.markName,
+	slots := []slotDst{
+		{colSlot{colObj, colActor}, &cc.objActor}, {colSlot{colObj, colInteger}, &cc.objCtr},
+		{colSlot{colKey, colActor}, &cc.keyActor}, {colSlot{colKey, colDelta}, &cc.keyCtr}, {colSlot{colKey, colString}, &cc.keyStr},
+		{colSlot{colInsert, colBoolean}, &cc.insert}, {colSlot{colAction, colInteger}, &cc.action},
+		{colSlot{colVal, colValueMeta}, &cc.valMeta}, {colSlot{colVal, colValue}, &cc.valRaw},
+		{colSlot{colPred, colGroup}, &cc.predNum}, {colSlot{colPred, colActor}, &cc.predActor}, {colSlot{colPred, colDelta}, &cc.predCtr},
+		{colSlot{colExpand, colBoolean}, &cc.expand}, {colSlot{colMarkName, colString}, &cc.markName},
 	}
-	if err := assignColumns(cols, slots, map[uint32]bool{colPred: true}); err != nil {
+	if err := assignColumns(cols, slots, colPred); err != nil {
 		return nil, fmt.Errorf("change op columns: %w", err)
 	}
 	if (len(cc.objActor) == 0) != (len(cc.objCtr) == 0) {

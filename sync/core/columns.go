@@ -433,39 +433,57 @@ func sliceColumns(cols []colMeta, data []byte) ([]column, []byte, error) {
 	return out, data, nil
 }
 
-// colSlot names where a known column goes.
+// colSlot names a known column.
 type colSlot struct {
 	id, typ uint32
+}
+
+// slotDst is where assignColumns puts a known column.
+type slotDst struct {
+	slot colSlot
+	dst  *[]byte
 }
 
 // assignColumns places known columns into slots and skips unknown ones, as
 // the core does (it logs and ignores a column whose ID and type it does not
 // know). Columns with the ID of a group are members of that group when the
-// group column is present: groupIDs lists the IDs whose group the caller
+// group column is present: group is the ID whose group the caller
 // understands, and any member not in slots is an error there, as in the
 // core. A group column under an ID that is known but not a group is refused
 // (the core would silently swallow the known columns into it).
-func assignColumns(cols []column, slots map[colSlot]*[]byte, groupIDs map[uint32]bool) error {
-	knownIDs := map[uint32]bool{}
-	for s := range slots {
-		knownIDs[s.id] = true
+func assignColumns(cols []column, slots []slotDst, group uint32) error {
+	known := func(id uint32) bool {
+		for _, s := range slots {
+			if s.slot.id == id {
+				return true
+			}
+		}
+		return false
 	}
-	grouped := map[uint32]bool{}
+	grouped := false // the group column of group was seen
 	for _, c := range cols {
 		id, typ := c.spec.id(), c.spec.typ()
 		if typ == colGroup {
-			if knownIDs[id] && !groupIDs[id] {
+			if id != group && known(id) {
 				return fmt.Errorf("group column %#x under a column ID that is not a group", c.spec)
 			}
-			grouped[id] = true
+			if id == group {
+				grouped = true
+			}
 		}
-		dst, ok := slots[colSlot{id, typ}]
+		var dst *[]byte
+		for _, s := range slots {
+			if s.slot == (colSlot{id, typ}) {
+				dst = s.dst
+				break
+			}
+		}
 		switch {
-		case ok && groupIDs[id] && typ != colGroup && !grouped[id]:
+		case dst != nil && id == group && typ != colGroup && !grouped:
 			return fmt.Errorf("column %#x outside its group", c.spec)
-		case ok:
+		case dst != nil:
 			*dst = c.data
-		case groupIDs[id]:
+		case id == group:
 			return fmt.Errorf("unexpected column %#x in a group", c.spec)
 		}
 	}

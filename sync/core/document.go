@@ -139,13 +139,13 @@ type docCheck struct {
 
 func (d *docCheck) changes(cols []column) error {
 	var actor, seq, maxOp, time, message, depsNum, depsIdx, extraMeta, extraRaw []byte
-	slots := map[colSlot]*[]byte{
-		{dcolActor, colActor}: &actor, {dcolActor, colDelta}: &seq, {dcolMaxOp, colDelta}: &maxOp,
-		{dcolTime, colDelta}: &time, {dcolMessage, colString}: &message,
-		{dcolDeps, colGroup}: &depsNum, {dcolDeps, colDelta}: &depsIdx,
-		{dcolExtra, colValueMeta}: &extraMeta, {dcolExtra, colValue}: &extraRaw,
+	slots := []slotDst{
+		{colSlot{dcolActor, colActor}, &actor}, {colSlot{dcolActor, colDelta}, &seq}, {colSlot{dcolMaxOp, colDelta}, &maxOp},
+		{colSlot{dcolTime, colDelta}, &time}, {colSlot{dcolMessage, colString}, &message},
+		{colSlot{dcolDeps, colGroup}, &depsNum}, {colSlot{dcolDeps, colDelta}, &depsIdx},
+		{colSlot{dcolExtra, colValueMeta}, &extraMeta}, {colSlot{dcolExtra, colValue}, &extraRaw},
 	}
-	if err := assignColumns(cols, slots, map[uint32]bool{dcolDeps: true}); err != nil {
+	if err := assignColumns(cols, slots, dcolDeps); err != nil {
 		return err
 	}
 	n, err := countRLE(actor, rleUint, uint64(d.lim.MaxDocumentOps))
@@ -264,16 +264,16 @@ func lamport(a, b opID) int {
 func (d *docCheck) ops(cols []column) error {
 	var c changeCols
 	var idActor, idCtr, succNum, succActor, succCtr []byte
-	slots := map[colSlot]*[]byte{
-		{colObj, colActor}: &c.objActor, {colObj, colInteger}: &c.objCtr,
-		{colKey, colActor}: &c.keyActor, {colKey, colDelta}: &c.keyCtr, {colKey, colString}: &c.keyStr,
-		{colID, colActor}: &idActor, {colID, colDelta}: &idCtr,
-		{colInsert, colBoolean}: &c.insert, {colAction, colInteger}: &c.action,
-		{colVal, colValueMeta}: &c.valMeta, {colVal, colValue}: &c.valRaw,
-		{colSucc, colGroup}: &succNum, {colSucc, colActor}: &succActor, {colSucc, colDelta}: &succCtr,
-		{colExpand, colBoolean}: &c.expand, {colMarkName, colString}: &c.markName,
+	slots := []slotDst{
+		{colSlot{colObj, colActor}, &c.objActor}, {colSlot{colObj, colInteger}, &c.objCtr},
+		{colSlot{colKey, colActor}, &c.keyActor}, {colSlot{colKey, colDelta}, &c.keyCtr}, {colSlot{colKey, colString}, &c.keyStr},
+		{colSlot{colID, colActor}, &idActor}, {colSlot{colID, colDelta}, &idCtr},
+		{colSlot{colInsert, colBoolean}, &c.insert}, {colSlot{colAction, colInteger}, &c.action},
+		{colSlot{colVal, colValueMeta}, &c.valMeta}, {colSlot{colVal, colValue}, &c.valRaw},
+		{colSlot{colSucc, colGroup}, &succNum}, {colSlot{colSucc, colActor}, &succActor}, {colSlot{colSucc, colDelta}, &succCtr},
+		{colSlot{colExpand, colBoolean}, &c.expand}, {colSlot{colMarkName, colString}, &c.markName},
 	}
-	if err := assignColumns(cols, slots, map[uint32]bool{colSucc: true}); err != nil {
+	if err := assignColumns(cols, slots, colSucc); err != nil {
 		return err
 	}
 	if (len(c.objActor) == 0) != (len(c.objCtr) == 0) {
