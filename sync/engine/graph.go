@@ -392,7 +392,11 @@ func (g *Graph) since(heads []Hash) []uint32 {
 
 // removeAncestors deletes from set every node that is among heads or their
 // ancestors (the core's filter_changes). It walks back from heads only
-// down to the earliest node of set.
+// down to the earliest node of set, and stops as soon as it has taken
+// every one of our heads: every node is then an ancestor of heads, and set
+// is cleared. A peer at our heads (the ack of what we sent) so costs the
+// heads, not the nodes of set: after a first sync, set is the whole
+// history.
 func (g *Graph) removeAncestors(set map[uint32]struct{}, heads []Hash) {
 	if len(set) == 0 || len(heads) == 0 {
 		return
@@ -401,6 +405,13 @@ func (g *Graph) removeAncestors(set map[uint32]struct{}, heads []Hash) {
 	for i := range set {
 		low = min(low, i)
 	}
+	// ours: our heads by index, ascending. The walk takes nodes in
+	// descending order, so it has taken ours[k:] until it takes
+	// ours[k-1] (or passes it, and never takes it: it is not among heads
+	// or their ancestors).
+	ours := slices.Clone(g.heads)
+	slices.Sort(ours)
+	k := len(ours)
 	g.newWalk()
 	for _, h := range heads {
 		if i, ok := g.lookup(&h); ok && i >= low && g.markOf(i) == 0 {
@@ -410,6 +421,12 @@ func (g *Graph) removeAncestors(set map[uint32]struct{}, heads []Hash) {
 	}
 	for len(g.heap) > 0 && len(set) > 0 {
 		i := g.pop()
+		if k > 0 && ours[k-1] == i {
+			if k--; k == 0 {
+				clear(set)
+				return
+			}
+		}
 		delete(set, i)
 		for _, d := range g.deps(i) {
 			if d >= low && g.markOf(d) == 0 {
