@@ -391,25 +391,52 @@ func (g *Graph) since(heads []Hash) []uint32 {
 }
 
 // removeAncestors deletes from set every node that is among heads or their
-// ancestors (the core's filter_changes). It walks back from heads only
-// down to the earliest node of set.
+// ancestors (the core's filter_changes). When heads include all of ours,
+// every node is an ancestor and set is cleared without looking at its
+// nodes; otherwise it walks back from heads only down to the earliest
+// node of set, and stops as soon as it has taken every one of our heads
+// (heads that lead to all of ours). A peer at our heads or past them (the
+// ack of what we sent, perhaps with changes of its own) so costs about its
+// heads, not the nodes of set: after a first sync, set is the whole
+// history.
 func (g *Graph) removeAncestors(set map[uint32]struct{}, heads []Hash) {
 	if len(set) == 0 || len(heads) == 0 {
+		return
+	}
+	g.newWalk()
+	mine := 0 // of our heads among heads
+	for _, h := range heads {
+		if i, ok := g.lookup(&h); ok && g.markOf(i) == 0 {
+			g.setMark(i, markOld)
+			g.push(i)
+			if g.isHead(i) {
+				mine++
+			}
+		}
+	}
+	if mine == len(g.heads) {
+		clear(set)
 		return
 	}
 	low := uint32(math.MaxUint32)
 	for i := range set {
 		low = min(low, i)
 	}
-	g.newWalk()
-	for _, h := range heads {
-		if i, ok := g.lookup(&h); ok && i >= low && g.markOf(i) == 0 {
-			g.setMark(i, markOld)
-			g.push(i)
-		}
-	}
+	// ours: our heads by index, ascending. The walk takes nodes in
+	// descending order, so it has taken ours[k:] until it takes
+	// ours[k-1] (or passes it, and never takes it: it is not among heads
+	// or their ancestors).
+	ours := slices.Clone(g.heads)
+	slices.Sort(ours)
+	k := len(ours)
 	for len(g.heap) > 0 && len(set) > 0 {
 		i := g.pop()
+		if k > 0 && ours[k-1] == i {
+			if k--; k == 0 {
+				clear(set)
+				return
+			}
+		}
 		delete(set, i)
 		for _, d := range g.deps(i) {
 			if d >= low && g.markOf(d) == 0 {
@@ -418,6 +445,12 @@ func (g *Graph) removeAncestors(set map[uint32]struct{}, heads []Hash) {
 			}
 		}
 	}
+}
+
+// isHead reports whether node i is one of our heads.
+func (g *Graph) isHead(i uint32) bool {
+	_, found := slices.BinarySearchFunc(g.heads, g.node(i).hash, func(n uint32, h Hash) int { return compareHash(g.node(n).hash, h) })
+	return found
 }
 
 // push and pop keep g.heap a max-heap of node indexes.

@@ -137,6 +137,40 @@ func TestGraphMatchesAutomergeGo(t *testing.T) {
 			if len(set) != wantLeft {
 				t.Fatalf("seed %d: %d left, want %d", seed, len(set), wantLeft)
 			}
+			// And at or near our heads (removeAncestors stops once it
+			// has taken them all): every head, or all but one, and
+			// perhaps a change of theirs; every node in the set, or a
+			// few.
+			near := g.Heads()
+			if len(near) > 1 && r.IntN(2) == 0 {
+				near = slices.Delete(near, 0, 1)
+			}
+			if r.IntN(3) == 0 {
+				near = append(near, hashes[r.IntN(len(hashes))], Hash{4, 5, 6})
+			}
+			near = sortedHashes(near)
+			set = map[uint32]struct{}{}
+			for i := range uint32(g.Len()) {
+				if r.IntN(2) == 0 || i == 0 {
+					set[i] = struct{}{}
+				}
+			}
+			anc = ancestorsOf(g, near)
+			wantLeft = 0
+			for i := range set {
+				if !anc[g.node(i).hash] {
+					wantLeft++
+				}
+			}
+			g.removeAncestors(set, near)
+			for i := range set {
+				if anc[g.node(i).hash] {
+					t.Fatalf("seed %d: an ancestor of heads near ours was kept", seed)
+				}
+			}
+			if len(set) != wantLeft {
+				t.Fatalf("seed %d: near our heads, %d left, want %d", seed, len(set), wantLeft)
+			}
 		}
 		if got := g.ChangesSince(g.Heads()); len(got) != 0 {
 			t.Fatalf("seed %d: changes since our heads: %d", seed, len(got))
