@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -165,5 +166,96 @@ func TestInFlightFalsePositive(t *testing.T) {
 	}
 	if !run(engine) {
 		t.Fatal("the engine did not converge")
+	}
+}
+
+// TestReadOnlyPeerFilterFalsePositive: a read-only automerge-go peer
+// whose filter happens to contain a change of ours it lacks. The core
+// would not send it and would advertise a head the peer lacks; the 0.5.0
+// peer, still in flight (its dropped change is never acknowledged), would
+// never ask. The engine sends a read-only peer every change since its last
+// sync that it was not sent, whatever its filter says.
+func TestReadOnlyPeerFilterFalsePositive(t *testing.T) {
+	base, raw := linearDoc(t, 3, 1)
+	other := newAMPeer(t, 2) // a writer's later change, L
+	if _, err := other.doc.Merge(base); err != nil {
+		t.Fatal(err)
+	}
+	other.edit(t, rand.New(rand.NewPCG(5, 5)), 1)
+	lh := heads(other.doc)[0]
+	lc, err := other.doc.Change(automerge.ChangeHash(lh))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := ParseChange(lc.Save())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for _, readOnly := range []bool{false, true} {
+		d := docOf(t, raw)
+		s := NewSyncState()
+		s.SetReadOnly(readOnly)
+		peer := newAMPeer(t, 1)
+		ps := automerge.NewSyncState(peer.doc)
+		// A first exchange: the peer gets the document.
+		for range 10 {
+			m, ok := ps.GenerateMessage()
+			if ok {
+				if _, err := s.Receive(d, m.Bytes()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r, rok := s.Generate(d)
+			if rok {
+				if _, err := ps.ReceiveMessage(r); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !ok && !rok {
+				break
+			}
+		}
+		// The peer edits; its message's filter is made to hold L too, as a
+		// false positive would.
+		peer.edit(t, rand.New(rand.NewPCG(6, 6)), 1)
+		m, ok := ps.GenerateMessage()
+		if !ok {
+			t.Fatal("the peer has nothing to send after an edit")
+		}
+		msg, err := DecodeMessage(m.Bytes())
+		if err != nil || len(msg.Have) != 1 {
+			t.Fatalf("the peer's message: %v, %d have entries", err, len(msg.Have))
+		}
+		msg.Have[0].Bloom = NewBloomFilter(append(heads(peer.doc), lh))
+		if _, err := s.Receive(d, msg.Encode()); err != nil {
+			t.Fatal(err)
+		}
+		s.Generate(d) // the reply to the edit (none from a read-only room)
+		if _, err := d.Add([]*Change{l}); err != nil {
+			t.Fatal(err)
+		}
+		r, ok := s.Generate(d)
+		sent := false
+		if ok {
+			rm, err := DecodeMessage(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sent = slices.ContainsFunc(rm.Changes, func(c *Change) bool { return c.Hash == lh })
+		}
+		switch {
+		case readOnly && !sent:
+			t.Fatal("a read-only peer was not sent a change its filter falsely holds")
+		case !readOnly && sent:
+			t.Fatal("a writer's filter was not consulted: the test does not make a false positive")
+		case readOnly:
+			if _, err := ps.ReceiveMessage(r); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := peer.doc.Change(automerge.ChangeHash(lh)); err != nil {
+				t.Fatalf("the read-only peer does not have the change: %v", err)
+			}
+		}
 	}
 }
