@@ -150,7 +150,7 @@ func parseConfig(command string, args []string, getenv func(string) string, stde
 	intFlag(&ephBurst, "ephemeral-burst", "EPHEMERAL_BURST", hub.DefaultEphemeralBurst, "ephemeral messages one connection may send at once")
 	intFlag(&c.CompactChanges, "compact-changes", "COMPACT_CHANGES", 1000, "logged changes per document that trigger compaction")
 	intFlag(&c.CoreMemory, "core-memory", "CORE_MEMORY", 1<<30, "memory the Automerge core documents materialized for the HTTP API may take together (about 500 bytes per op); past it the longest unused are released")
-	intFlag(&c.CompactMemory, "compact-memory", "COMPACT_MEMORY", 512<<20, "memory one compaction may take (about 120 bytes per op and 1,000 per change of the document's history); larger documents stay uncompacted")
+	intFlag(&c.CompactMemory, "compact-memory", "COMPACT_MEMORY", 256<<20, "memory one compaction may take (about 120 bytes per op and 1,000 per change of the document's history); larger documents stay uncompacted")
 	durFlag(&c.IdleTimeout, "idle-timeout", "IDLE_TIMEOUT", time.Minute, "how long a room without peers stays in memory")
 	durFlag(&c.PingInterval, "ping-interval", "PING_INTERVAL", 5*time.Second, "keepalive ping interval")
 	durFlag(&c.PongTimeout, "pong-timeout", "PONG_TIMEOUT", 10*time.Second, "drop a peer whose pong is this late")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
@@ -11,6 +12,10 @@ import (
 	"github.com/tandem-sync/tandem/sync/core"
 	"github.com/tandem-sync/tandem/sync/wire"
 )
+
+// freeAfterBytes: after a compaction estimated to hold at least this much
+// (CompactionBytes), the compactor returns the memory to the system.
+const freeAfterBytes = 64 << 20
 
 // compactor compacts documents off the rooms' turns, one at a time for the
 // whole registry: it merges what the store holds for a document into one
@@ -30,9 +35,9 @@ type compactor struct {
 
 	mu      sync.Mutex
 	queue   []*Room
-	queued  map[wire.DocID]bool
-	running bool          // a worker goroutine runs
-	idle    chan struct{} // closed when the queue empties with no worker; nil while one runs
+	queued  map[wire.DocID]uint64 // the queued jobs' memory estimates (CompactionBytes)
+	running bool                  // a worker goroutine runs
+	idle    chan struct{}         // closed when the queue empties with no worker; nil while one runs
 }
 
 // compaction is what a room hears back from the compactor: the snapshot
@@ -50,19 +55,20 @@ type compaction struct {
 func newCompactor(g *Registry) *compactor {
 	idle := make(chan struct{})
 	close(idle)
-	return &compactor{reg: g, queued: make(map[wire.DocID]bool), idle: idle}
+	return &compactor{reg: g, queued: make(map[wire.DocID]uint64), idle: idle}
 }
 
 // enqueue asks for r's document to be compacted, once however often it is
 // asked before the job starts; the result is left for the room in
-// r.compacted. It does not wait.
-func (c *compactor) enqueue(r *Room) {
+// r.compacted. need is what the job is estimated to hold
+// (CompactionBytes). It does not wait.
+func (c *compactor) enqueue(r *Room, need uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.queued[r.id] {
+	if _, ok := c.queued[r.id]; ok {
 		return
 	}
-	c.queued[r.id] = true
+	c.queued[r.id] = need
 	c.queue = append(c.queue, r)
 	if !c.running {
 		c.running = true
@@ -84,6 +90,7 @@ func (c *compactor) work() {
 		}
 		r := c.queue[0]
 		c.queue = c.queue[1:]
+		need := c.queued[r.id]
 		delete(c.queued, r.id)
 		c.mu.Unlock()
 
@@ -92,6 +99,11 @@ func (c *compactor) work() {
 			r.log.Error("compaction failed", "err", res.err)
 		}
 		r.compacted.Store(&res)
+		if need >= freeAfterBytes {
+			// A large compaction's heap is garbage now; the runtime
+			// would keep it from the system for minutes.
+			debug.FreeOSMemory()
+		}
 	}
 }
 

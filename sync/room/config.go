@@ -29,7 +29,8 @@ type Config struct {
 	// larger than that is not compacted (its changes stay logged, and are
 	// served from the change graph as ever). Compactions run one at a
 	// time, so this is also their budget for the whole registry. Zero
-	// means 512 MiB.
+	// means 256 MiB (about 2 million ops: the largest document the core
+	// compacted within 1 GiB).
 	CompactMemory int64
 	// CoreMemory bounds the Automerge core documents the registry's rooms
 	// hold, estimated at CoreBytesPerOp per op: a room materializes its
@@ -107,7 +108,7 @@ func (c Config) withDefaults() Config {
 		c.CoreMemory = 1 << 30
 	}
 	if c.CompactMemory <= 0 {
-		c.CompactMemory = 512 << 20
+		c.CompactMemory = 256 << 20
 	}
 	if c.RetryBackoff <= 0 {
 		c.RetryBackoff = 50 * time.Millisecond

@@ -858,7 +858,8 @@ func (r *Room) compact(final bool) {
 		return
 	}
 	g := r.graph.Graph()
-	if need := CompactionBytes(g.Ops(), uint64(g.Len())); need > uint64(r.cfg.CompactMemory) {
+	need := CompactionBytes(g.Ops(), uint64(g.Len()))
+	if need > uint64(r.cfg.CompactMemory) {
 		if !r.overBudget {
 			r.overBudget = true
 			r.log.Info("document too large to compact: its changes stay logged",
@@ -867,7 +868,7 @@ func (r *Room) compact(final bool) {
 		return
 	}
 	r.compacting = true
-	r.reg.compactor.enqueue(r)
+	r.reg.compactor.enqueue(r, need)
 }
 
 // compactRetry is how long a room waits after a failed compaction before
