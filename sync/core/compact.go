@@ -24,6 +24,14 @@ var ErrCompactUnsure = errors.New("compaction cannot take this document as store
 // import by Import), and a room validates its stored document again when it
 // loads it, before anything asks for compaction.
 func Compact(snapshot []byte, changes [][]byte) (snap []byte, heads []Hash, err error) {
+	return CompactPaced(snapshot, changes, nil)
+}
+
+// CompactPaced is Compact calling pace as it goes: between changes, and
+// every few thousand ops, so that pace can hold a long compaction back
+// (sleep) to leave the machine to the rooms (see sync/room's compactor).
+// A nil pace is Compact.
+func CompactPaced(snapshot []byte, changes [][]byte, pace func()) (snap []byte, heads []Hash, err error) {
 	var raws [][]byte
 	var want []Hash
 	have := map[Hash]bool{}
@@ -35,7 +43,7 @@ func Compact(snapshot []byte, changes [][]byte) (snap []byte, heads []Hash, err 
 		if len(chunks) != 1 || chunks[0].ch.typ != chunkDocument {
 			return nil, nil, ErrCompactUnsure
 		}
-		if raws, want, _, err = documentChangesWith(snapshot, unlimited(), true); err != nil {
+		if raws, want, _, err = documentChangesWith(snapshot, unlimited(), true, pace); err != nil {
 			return nil, nil, fmt.Errorf("compact: snapshot: %w", err)
 		}
 		for _, h := range want {
@@ -69,11 +77,11 @@ func Compact(snapshot []byte, changes [][]byte) (snap []byte, heads []Hash, err 
 			raws = append(raws, start[:len(start)-len(r.b)])
 		}
 	}
-	snap, err = EncodeDocument(raws)
+	snap, err = encodeDocument(raws, true, pace)
 	if err != nil {
 		return nil, nil, fmt.Errorf("compact: %w", err)
 	}
-	_, got, heads, err := documentChangesWith(snap, unlimited(), false)
+	_, got, heads, err := documentChangesWith(snap, unlimited(), false, pace)
 	if err != nil {
 		return nil, nil, fmt.Errorf("compact: the encoded document does not read back: %w", err)
 	}

@@ -123,3 +123,24 @@ func TestCompactUnsureOfHeldChanges(t *testing.T) {
 		t.Fatalf("compacting garbage: %v", err)
 	}
 }
+
+// TestCompactPaced: the paced compaction writes the same snapshot, and
+// calls pace as it goes (at least once per change, in each pass).
+func TestCompactPaced(t *testing.T) {
+	snapshot, changes := editedDocs(t)
+	want, wantHeads, err := Compact(snapshot, changes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	got, heads, err := CompactPaced(snapshot, changes, func() { calls++ })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, want) || !slices.Equal(heads, wantHeads) {
+		t.Fatal("the paced compaction wrote another snapshot")
+	}
+	if n := len(changes) + 1; calls < 2*n {
+		t.Fatalf("pace called %d times for %d changes", calls, n)
+	}
+}

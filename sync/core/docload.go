@@ -19,7 +19,7 @@ import (
 // checked first (checkDocument); a document whose changes do not hash to
 // its heads is refused, as the core refuses it.
 func DocumentChanges(doc []byte) (raws [][]byte, hashes []Hash, err error) {
-	raws, hashes, _, err = documentChangesWith(doc, unlimited(), true)
+	raws, hashes, _, err = documentChangesWith(doc, unlimited(), true, nil)
 	return raws, hashes, err
 }
 
@@ -33,8 +33,9 @@ func unlimited() *Limits {
 }
 
 // documentChangesWith is DocumentChanges within lim (the changes' bytes
-// only if wantRaws); it also returns the document's heads.
-func documentChangesWith(doc []byte, lim *Limits, wantRaws bool) (raws [][]byte, hashes, heads []Hash, err error) {
+// only if wantRaws), calling pace (if set) as it goes; it also returns the
+// document's heads.
+func documentChangesWith(doc []byte, lim *Limits, wantRaws bool, pace func()) (raws [][]byte, hashes, heads []Hash, err error) {
 	r := &reader{b: doc}
 	ch, err := readChunk(r)
 	if err == nil && (ch.typ != chunkDocument || len(r.b) > 0) {
@@ -43,7 +44,7 @@ func documentChangesWith(doc []byte, lim *Limits, wantRaws bool) (raws [][]byte,
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("document changes: %w", err)
 	}
-	keep := &docEncoder{props: map[string]uint32{}}
+	keep := &docEncoder{props: map[string]uint32{}, pace: pace}
 	info, err := readDocument(ch, lim, keep)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("document changes: %w", err)
@@ -171,6 +172,7 @@ func (e *docEncoder) rebuild(actors [][]byte, wantRaws bool) ([][]byte, []Hash, 
 	var cop changeOp
 	var data []byte
 	for i := range e.changes {
+		e.tick()
 		sc := &e.changes[i]
 		a := sc.actor
 		start := next[a]

@@ -29,7 +29,7 @@ import (
 // Deletions are not stored: they are successors of the ops they delete.
 // Columns of 256 bytes or more are deflated, as Save does.
 func EncodeDocument(changes [][]byte) ([]byte, error) {
-	return encodeDocument(changes, true)
+	return encodeDocument(changes, true, nil)
 }
 
 // storedOp is one stored op of EncodeDocument: IDs are in the document's
@@ -59,7 +59,7 @@ type storedChange struct {
 	extra   []byte
 }
 
-func encodeDocument(raws [][]byte, compress bool) ([]byte, error) {
+func encodeDocument(raws [][]byte, compress bool, pace func()) ([]byte, error) {
 	lim := *unlimited()
 	// First the actors (sorted, as the document lists them) and the number
 	// of ops; then each change is decoded again and its ops recorded. No
@@ -68,6 +68,9 @@ func encodeDocument(raws [][]byte, compress bool) ([]byte, error) {
 	actorSet := map[string]bool{}
 	total := uint64(0)
 	for i, raw := range raws {
+		if pace != nil {
+			pace()
+		}
 		c, err := decodeChangeChunk(raw, &lim)
 		if err != nil {
 			return nil, fmt.Errorf("encode document: change %d: %w", i, err)
@@ -88,13 +91,14 @@ func encodeDocument(raws [][]byte, compress bool) ([]byte, error) {
 		actorIdx[a] = uint32(i)
 	}
 
-	e := &docEncoder{props: map[string]uint32{}, kinds: map[opID]objKind{{}: objMap}}
+	e := &docEncoder{props: map[string]uint32{}, kinds: map[opID]objKind{{}: objMap}, pace: pace}
 	e.ops = make([]storedOp, 0, total)
 	changes := make([]storedChange, len(raws))
 	index := make(map[Hash]uint64, len(raws))
 	isDep := make(map[Hash]bool)
 	var local []uint32
 	for i, raw := range raws {
+		e.tick()
 		c, err := decodeChangeChunk(raw, &lim)
 		if err != nil {
 			return nil, fmt.Errorf("encode document: change %d: %w", i, err)
@@ -206,6 +210,16 @@ type docEncoder struct {
 	succs    []opID
 	changes  []storedChange // read by readDocument
 	canon    *canonEncoder  // reused from change to change
+	// pace, if set, is called between changes and every few thousand ops
+	// (see CompactPaced).
+	pace func()
+}
+
+// tick calls pace, if set.
+func (e *docEncoder) tick() {
+	if e.pace != nil {
+		e.pace()
+	}
 }
 
 // succPair says that succ is a successor of op (packed IDs).

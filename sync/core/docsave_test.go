@@ -219,7 +219,7 @@ func TestEncodeDocumentMatchesSave(t *testing.T) {
 			}
 		}
 		for _, compress := range []bool{false, true} {
-			got, err := encodeDocument(raws, compress)
+			got, err := encodeDocument(raws, compress, nil)
 			if err != nil {
 				t.Fatalf("seed %d: %v", seed, err)
 			}

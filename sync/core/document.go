@@ -317,6 +317,9 @@ func (d *docCheck) ops(cols []column) error {
 			return fmt.Errorf("op %d: %w", i, err)
 		}
 		if d.keep != nil {
+			if d.keep.pace != nil && i%4096 == 0 {
+				d.keep.pace()
+			}
 			d.keep.keepRow(idRef, &op)
 		}
 	}

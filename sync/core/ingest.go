@@ -379,7 +379,7 @@ func chunkChanges(cs chunkSource, lim *Limits) ([]*changeChunk, error) {
 // documentChanges checks a document chunk and returns the changes it
 // holds, rebuilt in Go as the core rebuilds them (DocumentChanges).
 func documentChanges(cs chunkSource, lim *Limits) ([]*changeChunk, error) {
-	raws, _, _, err := documentChangesWith(cs.raw, lim, true)
+	raws, _, _, err := documentChangesWith(cs.raw, lim, true, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -420,7 +420,7 @@ func LoadWith(snapshot []byte, changes [][]byte, lim Limits) (*Doc, error) {
 			return nil, fmt.Errorf("load snapshot: %w", err)
 		}
 		if first := chunks[0]; first.ch.typ == chunkDocument {
-			raws, _, _, err := documentChangesWith(first.raw, &d.limits, true)
+			raws, _, _, err := documentChangesWith(first.raw, &d.limits, true, nil)
 			if err != nil {
 				return nil, fmt.Errorf("load snapshot: %w", invalid(0, Hash{}, err))
 			}
