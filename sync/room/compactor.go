@@ -180,13 +180,18 @@ func compactValidated(st StoredDoc) ([]byte, []core.Hash, error) {
 	return snap, heads, nil
 }
 
-// compactionSlice is how long a compaction works before it rests as long:
-// it takes at most about half a core, and leaves the rest of the machine
-// to the rooms. A compaction of a long history (0.75 s of CPU for 100,000
-// changes) took a whole core at once, and with it the room's fan-out
-// stalled for seconds on a two-core machine under load. Once the registry
-// drains, compactions run at full speed (there are no peers to serve).
-const compactionSlice = 10 * time.Millisecond
+// compactionSlice and compactionRest pace a compaction: it works a slice,
+// then rests three times as long, so that it takes about a quarter of a
+// core and leaves the rest of the machine to the rooms. Unpaced, a
+// compaction of a long history (0.75 s of CPU for 100,000 changes, more
+// under load) took a whole core at once, and on a two-core machine under
+// load the rooms' fan-out stalled for seconds; at half a core it still
+// did. Once the registry drains, compactions run at full speed (there are
+// no peers to serve).
+const (
+	compactionSlice = 10 * time.Millisecond
+	compactionRest  = 30 * time.Millisecond
+)
 
 // pacer returns the pace function of one compaction (core.CompactPaced).
 func (c *compactor) pacer() func() {
@@ -195,7 +200,7 @@ func (c *compactor) pacer() func() {
 		if time.Since(since) < compactionSlice || c.reg.ctx.Err() != nil {
 			return
 		}
-		time.Sleep(compactionSlice)
+		time.Sleep(compactionRest)
 		since = time.Now()
 	}
 }
