@@ -38,13 +38,6 @@ type Options struct {
 	// SyncState.ApplyAdmitted): Generate asks peers for what those wait
 	// for as it does for the Document's own held changes.
 	HeldOutside Holder
-	// MaxMessageBytes bounds the changes one V1 message carries (default
-	// 1 MiB): a peer that lacks more gets them over several messages, the
-	// next once it has answered. A single larger change goes alone. A
-	// stock client applies a message's changes in one call, so that a 5 MB
-	// history in one message kept a Node client from answering pings for
-	// 12 s, and the server closed it.
-	MaxMessageBytes int
 }
 
 // Holder is what a Document needs to know of changes held outside it.
@@ -62,9 +55,6 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxHeldBytes <= 0 {
 		o.MaxHeldBytes = 64 << 20
-	}
-	if o.MaxMessageBytes <= 0 {
-		o.MaxMessageBytes = 1 << 20
 	}
 	return o
 }

@@ -24,9 +24,7 @@ import (
 //     extra messages 0.5.2's "always clear" sends.
 //
 // Messages are V1 with one change chunk per entry and no trailer, which
-// every core version reads, and which keeps peers sending V1, and carry at
-// most Options.MaxMessageBytes of changes (the rest follow once the peer
-// answers, where the core sends everything at once); except that
+// every core version reads, and which keeps peers sending V1; except that
 // a peer that reads V2 (it sent a trailer) and lacks more than a third of
 // the changes (the 0.7.3+ core's rule; a fresh peer lacks all of them) is
 // sent the whole document in one V2 message when the document has a
@@ -79,7 +77,6 @@ func (s *SyncState) Generate(d *Document) ([]byte, bool) {
 			return s.wholeDocMessage(g, ourHeads, need, withHave, entry), true
 		}
 	}
-	send = capSend(g, send, d.opts.MaxMessageBytes)
 
 	var bloom BloomFilter
 	if withHave {
@@ -159,21 +156,6 @@ func resetMessage(heads []Hash) []byte {
 	b := append(make([]byte, 0, 16+32*len(heads)), MessageV1)
 	b = appendHashes(b, heads)
 	return append(b, 0, 1, 0, 0, 0)
-}
-
-// capSend returns the longest start of send whose changes' bytes fit in
-// limit, and at least its first change (Options.MaxMessageBytes). What is
-// left is sent once the peer answers: it is still not in their history,
-// and not marked as sent.
-func capSend(g *Graph, send []uint32, limit int) []uint32 {
-	total := 0
-	for i, n := range send {
-		total += len(g.node(n).raw)
-		if total > limit && i > 0 {
-			return send[:i]
-		}
-	}
-	return send
 }
 
 // changesToSend is the core's get_changes_to_send, less what was sent this

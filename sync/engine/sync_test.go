@@ -3,7 +3,6 @@ package engine
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -273,84 +272,5 @@ func TestMessageForms(t *testing.T) {
 	}
 	for i := range b {
 		DecodeMessage(b[:i]) // must not panic
-	}
-}
-
-// TestMessageBytesBound: a peer that lacks more than MaxMessageBytes of
-// changes gets them over several messages, each within the bound (or one
-// change alone), and ends with the whole document.
-func TestMessageBytesBound(t *testing.T) {
-	const limit = 64 << 10
-	src := automerge.New()
-	var raw [][]byte
-	r := rand.New(rand.NewPCG(9, 9))
-	text := func(n int) string { // random letters: a change's columns do not deflate
-		b := make([]byte, n)
-		for i := range b {
-			b[i] = 'a' + byte(r.IntN(26))
-		}
-		return string(b)
-	}
-	for i := range 12 { // changes of about 30 KiB
-		if err := src.RootMap().Set(fmt.Sprintf("k%d", i), text(30<<10)); err != nil {
-			t.Fatal(err)
-		}
-		h, err := src.Commit("")
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := src.Change(h)
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw = append(raw, c.Save())
-	}
-	if err := src.RootMap().Set("huge", text(100<<10)); err != nil { // over the bound alone
-		t.Fatal(err)
-	}
-	h, err := src.Commit("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := src.Change(h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw = append(raw, c.Save())
-
-	d := NewDocument(Options{MaxMessageBytes: limit})
-	cs := make([]*Change, len(raw))
-	for i, b := range raw {
-		if cs[i], err = ParseChange(b); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := d.Add(cs); err != nil {
-		t.Fatal(err)
-	}
-	peer := automerge.New()
-	sent := syncPair(t, d, NewSyncState(), peer, automerge.NewSyncState(peer))
-	if !slices.Equal(heads(peer), d.Heads()) {
-		t.Fatal("the peer did not get the whole document")
-	}
-	carrying := 0
-	for _, m := range sent {
-		msg, err := DecodeMessage(m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for _, c := range msg.Changes {
-			n += len(c.Raw)
-		}
-		if len(msg.Changes) > 1 && n > limit {
-			t.Fatalf("a message carried %d changes, %d bytes: over the %d-byte bound", len(msg.Changes), n, limit)
-		}
-		if len(msg.Changes) > 0 {
-			carrying++
-		}
-	}
-	if carrying < 6 {
-		t.Fatalf("%d messages carried the %d changes (about 460 KiB), want at least 6", carrying, len(raw))
 	}
 }
