@@ -41,6 +41,10 @@ type Conn struct {
 	// even when a pong could not be read in time.
 	lastFrame  atomic.Int64
 	delivering atomic.Bool
+	// applyingUntil (unix nanoseconds): the peer may still be applying a
+	// large message we wrote, with no time to answer a ping (see
+	// pongGracePerMiB).
+	applyingUntil atomic.Int64
 
 	// Owned by the reader goroutine: documents this connection synced, and
 	// its ephemeral rate limit.
@@ -254,6 +258,12 @@ func (c *Conn) writeLoop() {
 			continue
 		}
 		c.hub.cfg.Metrics.MessageOut(it.msg.Type, len(frame))
+		if len(frame) >= pongGraceMinBytes {
+			until := time.Now().Add(time.Duration(float64(pongGracePerMiB) * float64(len(frame)) / (1 << 20))).UnixNano()
+			if until > c.applyingUntil.Load() {
+				c.applyingUntil.Store(until) // only this goroutine stores it
+			}
+		}
 	}
 }
 

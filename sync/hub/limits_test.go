@@ -253,3 +253,44 @@ func TestRejoinNeedsTheSamePrincipal(t *testing.T) {
 	e.joinAs("peer-shared", hub.Session{TokenID: "t-alice-2", Subject: "alice"})
 	first.expectClosed(wire.CloseReplaced)
 }
+
+// TestKeepaliveSparesPeersApplyingALargeMessage: a peer that stops
+// answering pings right after we sent it a large message (as a stock client
+// does while it applies one) is not taken for dead while it may still be
+// applying it (pongGracePerMiB), and is closed with 4003 once that is over.
+func TestKeepaliveSparesPeersApplyingALargeMessage(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, hub.Config{PingInterval: 10 * time.Millisecond, PongTimeout: 50 * time.Millisecond})
+	doc := wire.NewDocID()
+	wd := automerge.New()
+	b := make([]byte, 400<<10) // random letters: the change does not deflate
+	for i := range b {
+		b[i] = 'a' + byte((i*7919+i/13)%26)
+	}
+	if err := wd.RootMap().Set("big", string(b)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wd.Commit("big"); err != nil {
+		t.Fatal(err)
+	}
+	writer := e.join("peer-writer")
+	pump(t, writer, doc, automerge.NewSyncState(wd))
+
+	reader := e.join("peer-reader")
+	reader.p.deaf.Store(true) // from now on it answers no ping
+	sm, _ := automerge.NewSyncState(automerge.New()).GenerateMessage()
+	reader.send(wire.Message{Type: wire.TypeRequest, SenderID: reader.id, DocumentID: doc, Data: sm.Bytes()})
+	if m := reader.expect(wire.TypeSync); len(m.Data) < 400<<10 {
+		t.Fatalf("the reader got a %d-byte sync message, want the whole change", len(m.Data))
+	}
+	sentAt := time.Now()
+	select {
+	case <-reader.p.closed:
+		t.Fatalf("the reader was closed with %d while it may still be applying", reader.p.code)
+	case <-time.After(600 * time.Millisecond): // a dozen pong timeouts; the grace is about 1.6 s
+	}
+	reader.expectClosed(wire.CloseDeadPeer)
+	if waited := time.Since(sentAt); waited < time.Second {
+		t.Fatalf("closed %v after the large message, before its grace ran out", waited)
+	}
+}
