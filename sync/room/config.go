@@ -19,10 +19,12 @@ type Config struct {
 	// MaxBatch bounds how many inbox messages one turn takes. Zero means 256.
 	MaxBatch int
 	// CompactChanges is the log length (changes since the last snapshot)
-	// past which a room compacts its document. Zero means 1000.
+	// past which a room compacts its document, once the log is also an
+	// eighth of the document's history. Zero means 1000.
 	CompactChanges int64
 	// CompactBytes is the log size in bytes past which a room compacts,
-	// when the log is also larger than the snapshot. Zero means 4 MiB.
+	// when the log is also larger than the snapshot and an eighth of the
+	// history. Zero means 4 MiB.
 	CompactBytes int64
 	// CompactMemory bounds what one compaction may hold, estimated by
 	// CompactionBytes from the document's ops and changes: a document

@@ -488,18 +488,26 @@ func (r *Room) turn(ctx context.Context, batch []envelope) {
 	if !r.settle() {
 		return
 	}
-	if logged := r.lastSeq - r.snapSeq; (logged >= r.cfg.CompactChanges && logged*compactShare >= r.lastSeq) ||
-		(r.logBytes >= r.cfg.CompactBytes && r.logBytes > r.snapSize) {
+	// Take in a finished compaction first: with the snapshot sequence it
+	// had before, the log looks long, and a compaction just done was
+	// followed by another of the few changes since.
+	r.tookCompaction()
+	logged := r.lastSeq - r.snapSeq
+	if share := logged*compactShare >= r.lastSeq; share &&
+		(logged >= r.cfg.CompactChanges || (r.logBytes >= r.cfg.CompactBytes && r.logBytes > r.snapSize)) {
 		r.compact(false)
 	}
 }
 
-// compactShare: a document is compacted for its log's length only once the
-// log holds at least 1/compactShare of its history as well as
-// CompactChanges changes. A compaction loads and saves the whole document,
-// so compacting a long history every CompactChanges changes would cost
-// each change in proportion to the history; this way the cost per change
-// stays flat, and a reload replays at most an eighth of the history.
+// compactShare: a document is compacted only once its log holds at least
+// 1/compactShare of its history (by changes), and CompactChanges changes
+// or CompactBytes bytes. A compaction reads and writes the whole document,
+// so compacting a long history every CompactChanges changes (or every 4
+// MiB of larger edits) would cost each change in proportion to the
+// history; this way
+// the cost per change stays flat, and a reload replays at most an eighth
+// of the history. A few large changes (a pasted book) still compact soon:
+// they are a large share of a short history.
 const compactShare = 8
 
 func (r *Room) receive(p Peer, msg wire.Message, readOnly bool) {
