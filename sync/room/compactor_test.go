@@ -137,3 +137,52 @@ func TestPeekReadsHeads(t *testing.T) {
 		t.Fatalf("an unknown document: exists %v, err %v", exists, err)
 	}
 }
+
+// A compaction that finishes while a turn waits for its append is taken in
+// before the turn checks the log: the few changes stored during the job do
+// not make another compaction follow it at once (with the sequence from
+// before the job, the log looked as long as when the job began, plus them).
+func TestNoCompactionRightAfterOne(t *testing.T) {
+	t.Parallel()
+	base := newStore(t)
+	st := &slowCompactStore{faultyStore: base, entered: make(chan struct{}, 1), gate: make(chan struct{})}
+	reg := newRegistry(t, st, room.Config{CompactChanges: 4})
+	id := wire.NewDocID()
+	a := newClient(t, reg, id, "peer-a")
+	for i := range 4 {
+		a.set(fmt.Sprint("k", i), int64(i))
+		a.syncUntil(func() bool { return base.appends.Load() == int32(i+1) })
+	}
+	<-st.entered // compacting through 4
+	for i := range 2 {
+		a.set(fmt.Sprint("during", i), int64(i))
+		a.syncUntil(func() bool { return base.appends.Load() == int32(5+i) })
+	}
+	// The next change's turn waits in Append while the compaction ends.
+	enter, appendGate := make(chan struct{}, 1), make(chan struct{})
+	base.hold(enter, appendGate)
+	a.set("after", true)
+	a.send(wire.TypeSync)
+	<-enter
+	close(st.gate)
+	testwait.For(t, testwait.Default, "the snapshot", func() bool {
+		stored, err := base.Load(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return stored.Snapshot != nil
+	})
+	time.Sleep(50 * time.Millisecond) // the compactor hands the result to the room
+	base.hold(nil, nil)
+	close(appendGate)
+	// Three changes logged since the snapshot: under the four that call for
+	// a compaction.
+	a.syncUntil(func() bool { return base.appends.Load() == 7 })
+	time.Sleep(300 * time.Millisecond) // a compaction would have begun by now
+	st.mu.Lock()
+	through := append([]int64(nil), st.through...)
+	st.mu.Unlock()
+	if len(through) != 1 {
+		t.Fatalf("compactions through %v; want one, through 4", through)
+	}
+}
