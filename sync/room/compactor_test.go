@@ -35,35 +35,49 @@ func (s *slowCompactStore) Compact(ctx context.Context, id wire.DocID, snap []by
 	return s.faultyStore.Compact(ctx, id, snap, heads, through)
 }
 
-// Compaction runs off the room's turn: while one is under way, the room's
-// peers go on editing and syncing; the snapshot lands afterwards and
-// covers what was stored when the job began.
-func TestCompactionDoesNotHoldTheRoom(t *testing.T) {
-	t.Parallel()
-	base := newStore(t)
-	st := &slowCompactStore{faultyStore: base, entered: make(chan struct{}, 1), gate: make(chan struct{})}
-	reg := newRegistry(t, st, room.Config{CompactChanges: 3})
-	id := wire.NewDocID()
-	a := newClient(t, reg, id, "peer-a")
-	b := newClient(t, reg, id, "peer-b")
-	for i := range 3 {
-		a.set(fmt.Sprint("k", i), int64(i))
-		a.syncUntil(func() bool { return base.appends.Load() == int32(i+1) })
+func newSlowCompactStore(t *testing.T) *slowCompactStore {
+	return &slowCompactStore{faultyStore: newStore(t), entered: make(chan struct{}, 1), gate: make(chan struct{})}
+}
+
+// edit makes n changes on c, each synced until st has stored it.
+func (c *client) edit(st *faultyStore, prefix string, n int) {
+	c.t.Helper()
+	for i := range n {
+		want := st.appends.Load() + 1
+		c.set(fmt.Sprint(prefix, i), int64(i))
+		c.syncUntil(func() bool { return st.appends.Load() == want })
 	}
-	<-st.entered // the compactor waits in Compact
-	for i := range 5 {
-		b.set(fmt.Sprint("b", i), int64(i))
-		b.syncUntil(func() bool { return base.appends.Load() == int32(4+i) })
-	}
-	a.syncUntil(func() bool { return sameHeads(a.doc, b.doc) })
-	close(st.gate)
+}
+
+// waitForSnapshot waits until st holds a snapshot of id.
+func waitForSnapshot(t *testing.T, st *faultyStore, id wire.DocID) {
+	t.Helper()
 	testwait.For(t, testwait.Default, "the snapshot", func() bool {
-		stored, err := base.Load(context.Background(), id)
+		stored, err := st.Load(context.Background(), id)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return stored.Snapshot != nil
 	})
+}
+
+// Compaction runs off the room's turn: while one is under way, the room's
+// peers go on editing and syncing; the snapshot lands afterwards and
+// covers what was stored when the job began.
+func TestCompactionDoesNotHoldTheRoom(t *testing.T) {
+	t.Parallel()
+	st := newSlowCompactStore(t)
+	base := st.faultyStore
+	reg := newRegistry(t, st, room.Config{CompactChanges: 3})
+	id := wire.NewDocID()
+	a := newClient(t, reg, id, "peer-a")
+	b := newClient(t, reg, id, "peer-b")
+	a.edit(base, "k", 3)
+	<-st.entered // the compactor waits in Compact
+	b.edit(base, "b", 5)
+	a.syncUntil(func() bool { return sameHeads(a.doc, b.doc) })
+	close(st.gate)
+	waitForSnapshot(t, base, id)
 	st.mu.Lock()
 	first := st.through[0]
 	st.mu.Unlock()
@@ -144,20 +158,14 @@ func TestPeekReadsHeads(t *testing.T) {
 // before the job, the log looked as long as when the job began, plus them).
 func TestNoCompactionRightAfterOne(t *testing.T) {
 	t.Parallel()
-	base := newStore(t)
-	st := &slowCompactStore{faultyStore: base, entered: make(chan struct{}, 1), gate: make(chan struct{})}
+	st := newSlowCompactStore(t)
+	base := st.faultyStore
 	reg := newRegistry(t, st, room.Config{CompactChanges: 4})
 	id := wire.NewDocID()
 	a := newClient(t, reg, id, "peer-a")
-	for i := range 4 {
-		a.set(fmt.Sprint("k", i), int64(i))
-		a.syncUntil(func() bool { return base.appends.Load() == int32(i+1) })
-	}
+	a.edit(base, "k", 4)
 	<-st.entered // compacting through 4
-	for i := range 2 {
-		a.set(fmt.Sprint("during", i), int64(i))
-		a.syncUntil(func() bool { return base.appends.Load() == int32(5+i) })
-	}
+	a.edit(base, "during", 2)
 	// The next change's turn waits in Append while the compaction ends.
 	enter, appendGate := make(chan struct{}, 1), make(chan struct{})
 	base.hold(enter, appendGate)
@@ -165,13 +173,7 @@ func TestNoCompactionRightAfterOne(t *testing.T) {
 	a.send(wire.TypeSync)
 	<-enter
 	close(st.gate)
-	testwait.For(t, testwait.Default, "the snapshot", func() bool {
-		stored, err := base.Load(context.Background(), id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return stored.Snapshot != nil
-	})
+	waitForSnapshot(t, base, id)
 	time.Sleep(50 * time.Millisecond) // the compactor hands the result to the room
 	base.hold(nil, nil)
 	close(appendGate)
