@@ -65,12 +65,11 @@ func encodeDocument(raws [][]byte, compress bool, pace func()) ([]byte, error) {
 	// of ops; then each change is decoded again and its ops recorded. No
 	// decoded change is kept: that would cost more than its ops do on a
 	// long history of small changes.
+	e := &docEncoder{props: map[string]uint32{}, kinds: map[opID]objKind{{}: objMap}, pace: pace}
 	actorSet := map[string]bool{}
 	total := uint64(0)
 	for i, raw := range raws {
-		if pace != nil {
-			pace()
-		}
+		e.tick()
 		c, err := decodeChangeChunk(raw, &lim)
 		if err != nil {
 			return nil, fmt.Errorf("encode document: change %d: %w", i, err)
@@ -91,7 +90,6 @@ func encodeDocument(raws [][]byte, compress bool, pace func()) ([]byte, error) {
 		actorIdx[a] = uint32(i)
 	}
 
-	e := &docEncoder{props: map[string]uint32{}, kinds: map[opID]objKind{{}: objMap}, pace: pace}
 	e.ops = make([]storedOp, 0, total)
 	changes := make([]storedChange, len(raws))
 	index := make(map[Hash]uint64, len(raws))

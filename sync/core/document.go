@@ -317,8 +317,8 @@ func (d *docCheck) ops(cols []column) error {
 			return fmt.Errorf("op %d: %w", i, err)
 		}
 		if d.keep != nil {
-			if d.keep.pace != nil && i%4096 == 0 {
-				d.keep.pace()
+			if i%4096 == 0 {
+				d.keep.tick()
 			}
 			d.keep.keepRow(idRef, &op)
 		}

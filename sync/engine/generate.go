@@ -168,12 +168,12 @@ func resetMessage(heads []Hash) []byte {
 // every change since its last sync that it was not sent this session. Its
 // changes never enter the document, so a change of ours in its filter is
 // one it got elsewhere (rare in a star around the server) or a false
-// positive (about 1 % each). The core trusts a false
-// positive and advertises a head the peer lacks, and a 0.5.0 core peer
-// (automerge-go) then never asks for it: it clears its in-flight flag
-// only when its sent changes are acknowledged, which a read-only room
-// never does, or when it knows every head we sent. It would miss that
-// change, and all after it, until it reconnects.
+// positive (about 1 % each). The core trusts a false positive and
+// advertises a head the peer lacks, and a 0.5.0 core peer (automerge-go)
+// then never asks for it: it clears its in-flight flag only when its sent
+// changes are acknowledged, which a read-only room never does, or when it
+// knows every head we sent. It would miss that change, and all after it,
+// until it reconnects.
 func (s *SyncState) changesToSend(g *Graph, have []Have, need []Hash) []uint32 {
 	var out []uint32
 	if len(have) == 0 {
@@ -197,10 +197,7 @@ func (s *SyncState) changesToSend(g *Graph, have []Have, need []Hash) []uint32 {
 		send := true
 		h := &g.node(n).hash
 		for j := range have {
-			if s.readOnly {
-				break // see above
-			}
-			if have[j].Bloom.Contains(*h) {
+			if !s.readOnly && have[j].Bloom.Contains(*h) { // see above for readOnly
 				send = false
 				break
 			}

@@ -259,7 +259,7 @@ func (c *Conn) writeLoop() {
 		}
 		c.hub.cfg.Metrics.MessageOut(it.msg.Type, len(frame))
 		if len(frame) >= pongGraceMinBytes {
-			until := time.Now().Add(time.Duration(float64(pongGracePerMiB) * float64(len(frame)) / (1 << 20))).UnixNano()
+			until := time.Now().Add(pongGracePerMiB * time.Duration(len(frame)) >> 20).UnixNano()
 			if until > c.applyingUntil.Load() {
 				c.applyingUntil.Store(until) // only this goroutine stores it
 			}

@@ -493,7 +493,7 @@ func (r *Room) turn(ctx context.Context, batch []envelope) {
 	// followed by another of the few changes since.
 	r.tookCompaction()
 	logged := r.lastSeq - r.snapSeq
-	if share := logged*compactShare >= r.lastSeq; share &&
+	if logged*compactShare >= r.lastSeq &&
 		(logged >= r.cfg.CompactChanges || (r.logBytes >= r.cfg.CompactBytes && r.logBytes > r.snapSize)) {
 		r.compact(false)
 	}
@@ -504,10 +504,9 @@ func (r *Room) turn(ctx context.Context, batch []envelope) {
 // or CompactBytes bytes. A compaction reads and writes the whole document,
 // so compacting a long history every CompactChanges changes (or every 4
 // MiB of larger edits) would cost each change in proportion to the
-// history; this way
-// the cost per change stays flat, and a reload replays at most an eighth
-// of the history. A few large changes (a pasted book) still compact soon:
-// they are a large share of a short history.
+// history; this way the cost per change stays flat, and a reload replays
+// at most an eighth of the history. A few large changes (a pasted book)
+// still compact soon: they are a large share of a short history.
 const compactShare = 8
 
 func (r *Room) receive(p Peer, msg wire.Message, readOnly bool) {
